@@ -1,0 +1,30 @@
+"The notebooks are the source: the library is in sync with them, they are clean, and they run on their own."
+import hashlib, json, subprocess, sys
+from pathlib import Path
+import pytest
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+def digest(folder, pattern):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((ROOT/folder).glob(pattern))}
+
+def test_nbdev_export_leaves_library_unchanged():
+    before = digest('mlnb', '*.py')
+    subprocess.run([BIN/'nbdev_export'], cwd=ROOT, check=True, capture_output=True)
+    assert digest('mlnb', '*.py') == before, 'mlnb/ was out of sync with nbs/: run nbdev_export and commit'
+
+def test_nbdev_clean_leaves_notebooks_unchanged_and_keeps_parameters_tags():
+    before = digest('nbs', '*.ipynb')
+    subprocess.run([BIN/'nbdev_clean'], cwd=ROOT, check=True, capture_output=True)
+    assert digest('nbs', '*.ipynb') == before, 'notebooks were not clean: run nbdev_clean and commit'
+    for nb in (ROOT/'nbs').glob('[1-9]*.ipynb'):
+        cells = json.loads(nb.read_text())['cells']
+        assert sum('parameters' in c['metadata'].get('tags', []) for c in cells) == 1, nb.name
+
+def test_settings_keep_tags():
+    assert 'allowed_cell_metadata_keys = tags' in (ROOT/'settings.ini').read_text()
+
+def test_nbdev_test_runs_every_notebook_standalone():
+    r = subprocess.run([BIN/'nbdev_test', '--n_workers', '2', '--do_print'], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
