@@ -1,0 +1,61 @@
+"""Overhead of the notebook machinery: `mlnb run` against the same stage functions in one plain Python process.
+
+    python bench/overhead.py [--params params/default.yaml] [--repeat 3] [--threads 1]
+
+Both sides run as fresh processes with the same thread settings (OMP/MKL/OpenBLAS threads) and do the same
+work on the same data: read, validate, prepare, cross-validate and fit, evaluate. The plain side calls the
+functions the stage notebooks export, with no kernels, notebooks, scraps, artifacts, plots or report.
+Prints each side's wall times, their medians and the ratio.
+"""
+import argparse, os, platform, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLAIN = r'''
+import sys, yaml
+from mlnb.ingest import read_table, sample_frame
+from mlnb.validate import build_schema, infer_spec, validate_frame, apply_policy
+from mlnb.prepare import normalise_missing, dedupe, split
+from mlnb.train import make_pipeline, cross_validate_pipeline
+from mlnb.evaluate import positive_proba, classification_metrics
+p = yaml.safe_load(open(sys.argv[1])); sh = p.get('shared', {}); st = {k: (v or {}).get('params', {}) for k, v in p['stages'].items()}
+target, seed = sh['target'], sh['seed']
+i, v, pr, tr, ev = st['ingest'], st['validate'], st['prepare'], st['train'], st['evaluate']
+df = sample_frame(read_table(i['path']), i.get('sample_rows', 0), seed)
+df, _ = apply_policy(df, validate_frame(df, build_schema(v.get('schema') or infer_spec(df, target))), v.get('policy', 'fail'))
+df, _ = dedupe(normalise_missing(df, pr.get('missing_markers', ['?'])))
+train, test = split(df, target, pr.get('test_size', 0.2), seed)
+X, y = train.drop(columns=[target]), train[target]
+pipe = make_pipeline(X, tr.get('model', 'hgb'), tr.get('model_params', {}), seed)
+cv = cross_validate_pipeline(pipe, X, y, tr.get('cv_folds', 3), tr.get('scoring', ['roc_auc', 'accuracy', 'balanced_accuracy', 'neg_log_loss']), seed)
+pipe.fit(X, y)
+m = classification_metrics(test[target], positive_proba(pipe, test.drop(columns=[target]), ev.get('positive', '>50K')), ev.get('positive', '>50K'))
+print(f"roc_auc={m['roc_auc']:.4f}")
+'''
+
+def timed(cmd, env):
+    t = time.perf_counter(); r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode: sys.exit(f'failed: {cmd}\n{r.stdout}\n{r.stderr}')
+    return time.perf_counter() - t, r.stdout
+
+def main():
+    a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    a.add_argument('--params', default='params/default.yaml'); a.add_argument('--repeat', type=int, default=3)
+    a.add_argument('--threads', type=int, default=1)
+    a = a.parse_args()
+    env = {**os.environ, **{k: str(a.threads) for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')}}
+    bindir = Path(sys.executable).parent
+    print(f'machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {a.threads} thread(s) per process')
+    print(f'parameters: {a.params}, {a.repeat} repeats, sides alternating')
+    mlnb_t, plain_t = [], []
+    with tempfile.TemporaryDirectory() as runs:
+        for k in range(a.repeat):
+            t, out = timed([str(bindir/'python'), '-c', PLAIN, a.params], env); plain_t.append(t)
+            print(f'  plain  #{k+1}: {t:6.1f} s  {out.strip()}', flush=True)
+            t, out = timed([str(bindir/'mlnb'), 'run', a.params, '--runs-dir', runs], env); mlnb_t.append(t)
+            print(f'  mlnb   #{k+1}: {t:6.1f} s  {out.strip().splitlines()[-2]}', flush=True)
+    m, p = statistics.median(mlnb_t), statistics.median(plain_t)
+    print(f'median: mlnb run {m:.1f} s, plain process {p:.1f} s, ratio {m/p:.2f} (overhead {m-p:.1f} s)')
+
+if __name__ == '__main__': main()
