@@ -119,3 +119,24 @@ def test_failing_stage(tmp_path):
     failing = [c for c in nb.cells if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.outputs)]
     assert len(failing) == 1 and 'raise ValueError' in failing[0].source
     assert not (run_dir/'03_after.ipynb').exists() and 'the data is bad' in (run_dir/'report.html').read_text()
+
+def test_interrupted_run_is_recorded_and_leaves_no_kernel(tmp_path):
+    import os, signal, subprocess, time, psutil
+    from conftest import MLNB
+    p = {'stages': {'slow': {'notebook': 'tests/notebooks/boom.ipynb', 'params': {'seconds': 60}}}}
+    proc = subprocess.Popen([MLNB, 'run', write_params(tmp_path/'p.yaml', p), '--runs-dir', tmp_path/'runs'], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:                                     # wait until the stage is running
+        runs = list((tmp_path/'runs').glob('*/run.json'))
+        if runs and json.loads(runs[0].read_text())['stages']['slow']['status'] == 'running' and psutil.Process(proc.pid).children(): break
+        time.sleep(0.2)
+    time.sleep(2); kids = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGINT); out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and 'interrupted' in err
+    m = json.loads(runs[0].read_text())
+    assert m['status'] == 'failed' and m['error'] == 'interrupted' and m['stages']['slow']['status'] == 'failed' and m['ended']
+    nb = nbformat.read(runs[0].parent/'01_slow.ipynb', as_version=4)            # kept, the interrupted cell marked
+    assert any(o.get('ename') == 'KeyboardInterrupt' for c in nb.cells if c.cell_type == 'code' for o in c.outputs)
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    assert not alive, f'kernels left running: {alive}'
