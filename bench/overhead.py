@@ -24,10 +24,11 @@ target, seed = sh['target'], sh['seed']
 i, v, pr, tr, ev = st['ingest'], st['validate'], st['prepare'], st['train'], st['evaluate']
 df = sample_frame(read_table(i['path']), i.get('sample_rows', 0), seed)
 df, _ = apply_policy(df, validate_frame(df, build_schema(v.get('schema') or infer_spec(df, target))), v.get('policy', 'fail'))
-df, _ = dedupe(normalise_missing(df, pr.get('missing_markers', ['?'])))
+markers = sh.get('missing_markers', ['?'])
+df, _ = dedupe(normalise_missing(df, markers))
 train, test = split(df, target, pr.get('test_size', 0.2), seed)
 X, y = train.drop(columns=[target]), train[target]
-pipe = make_pipeline(X, tr.get('model', 'hgb'), tr.get('model_params', {}), seed)
+pipe = make_pipeline(X, tr.get('model', 'hgb'), tr.get('model_params', {}), seed, markers)
 cv = cross_validate_pipeline(pipe, X, y, tr.get('cv_folds', 3), tr.get('scoring', ['roc_auc', 'accuracy', 'balanced_accuracy', 'neg_log_loss']), seed)
 pipe.fit(X, y)
 m = classification_metrics(test[target], positive_proba(pipe, test.drop(columns=[target]), ev.get('positive', '>50K')), ev.get('positive', '>50K'))

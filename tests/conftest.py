@@ -25,7 +25,7 @@ def mlnb(*args, cwd=ROOT):
 def small_run(tmp_path_factory):
     "One end-to-end `mlnb run` of the small parameter set, shared by the tests that read it."
     d = tmp_path_factory.mktemp('small')
-    params = write_params(d/'small.yaml', small_params())
+    params = write_params(d/'small.yaml', small_params(deploy={'registry': str(d/'registry')}))
     r = mlnb('run', params, '--runs-dir', d/'runs')
     runs = list((d/'runs').glob('*/run.json'))
     return r, (runs[0].parent if runs else None), d

@@ -5,7 +5,7 @@ import nbformat, pytest, scrapbook as sb
 from mlnb.core import sha256_file
 from conftest import ROOT, mlnb, small_params, write_params
 
-STAGES = ['ingest', 'validate', 'prepare', 'train', 'evaluate']
+STAGES = ['ingest', 'validate', 'prepare', 'train', 'evaluate', 'deploy']
 
 def test_run_prints_a_line_per_stage_and_the_report(small_run):
     r, run_dir, _ = small_run
@@ -18,7 +18,7 @@ def test_manifest(small_run):
     _, run_dir, d = small_run
     m = json.loads((run_dir/'run.json').read_text())
     assert m['status'] == 'ok' and m['run_id'] == run_dir.name and m['ended'] >= m['started']
-    assert list(m['stages']) == STAGES and m['params']['shared'] == {'target': 'income', 'seed': 42}
+    assert list(m['stages']) == STAGES and m['params']['shared'] == {'target': 'income', 'seed': 42, 'missing_markers': ['?']}
     assert m['params_file'] == str(d/'small.yaml') and (run_dir/'params.yaml').read_text() == (d/'small.yaml').read_text()
     assert re.fullmatch(r'[0-9a-f]{40}', m['git']['commit'] or '0'*40) and m['environment']['packages']['pandas']
     assert m['environment']['python'].startswith('3.')

@@ -1,0 +1,121 @@
+"Drift statistics on the real Adult data: random halves do not drift; a batch edited in two columns drifts in exactly those."
+import numpy as np, pandas as pd, pytest
+from mlnb.core import MlnbError
+from mlnb.drift import column_drift, column_kind, dataset_drift, drift_table, performance_change, prediction_drift, psi
+from mlnb.ingest import demo_data
+
+TARGET = 'income'
+
+def shift_batch(df: pd.DataFrame, years: int = 10, share: float = 0.6, seed: int = 0) -> pd.DataFrame:
+    "A copy of `df` with `age` + `years` and `share` of the 'Private' workclass turned into 'Self-emp-inc'."
+    out = df.assign(age=df.age + years)
+    private = out.index[out.workclass == 'Private']
+    out.loc[np.random.default_rng(seed).choice(private, int(share * len(private)), replace=False), 'workclass'] = 'Self-emp-inc'
+    return out
+
+@pytest.fixture(scope='module')
+def halves():
+    "Two random halves (3,000 rows each) of a 6,000-row sample of the Adult data."
+    d = demo_data(6000, seed=0)
+    ref = d.sample(frac=0.5, random_state=1)
+    return ref, d.drop(index=ref.index)
+
+@pytest.fixture(scope='module')
+def shifted(halves): return shift_batch(halves[1])
+
+def drifted(t): return set(t.column[t.drift])
+
+def test_random_halves_do_not_drift(halves):
+    ref, cur = halves
+    t = drift_table(ref, cur, target=TARGET)
+    assert len(t) == 14 and TARGET not in set(t.column)
+    assert set(t.method) == {'wasserstein', 'jensenshannon'} and t.p_value.isna().all()
+    assert drifted(t) == set(), t[['column', 'method', 'statistic']]
+    assert (t.psi < 0.1).all()
+    v = dataset_drift(t)
+    assert v == dict(drift_detected=False, n_drifted=0, n_columns=14, share=0.0)
+
+def test_shifted_batch_drifts_in_exactly_the_edited_columns(halves, shifted):
+    t = drift_table(halves[0], shifted, target=TARGET)
+    assert drifted(t) == {'age', 'workclass'}
+    assert set(t.column[:2]) == {'age', 'workclass'}                     # drifted columns first
+    m = dict(zip(t.column, t.method))
+    assert (m['age'], m['workclass']) == ('wasserstein', 'jensenshannon')
+    assert dataset_drift(t)['drift_detected'] is False                   # 2 of 14 columns
+
+def test_small_reference_uses_tests(halves, shifted):
+    ref = halves[0].iloc[:800]
+    t = drift_table(ref, shifted, target=TARGET)
+    assert set(t.method) == {'ks', 'chi2'} and t.p_value.notna().all()
+    assert drifted(t) == {'age', 'workclass'}
+    m = dict(zip(t.column, t.method))
+    assert (m['age'], m['workclass']) == ('ks', 'chi2')
+    assert t.set_index('column').loc[['age', 'workclass'], 'p_value'].max() < 1e-6
+    assert drifted(drift_table(ref, halves[1], target=TARGET)) == set()  # the unedited half: the two-sample chi² does not over-flag
+
+def test_psi(halves, shifted):
+    ref, cur = halves
+    assert psi(ref.age, ref.age, 'num') == 0 and psi(ref.workclass, ref.workclass, 'cat') == 0
+    assert psi(ref.age, cur.age, 'num') < 0.05
+    assert psi(ref.age, shifted.age, 'num') > 0.2 and psi(ref.workclass, shifted.workclass, 'cat') > 0.2
+    assert psi(ref['capital-gain'], cur['capital-gain'], 'num') < 0.05  # mostly 0: repeated quantiles collapse to unique edges
+
+def test_thresholds_are_honoured(halves, shifted):
+    ref = halves[0]
+    assert drifted(drift_table(ref, shifted, target=TARGET, wasserstein_threshold=100, js_threshold=1.01)) == set()
+    assert drifted(drift_table(ref, shifted, target=TARGET, js_threshold=1.01)) == {'age'}
+    assert drifted(drift_table(ref.iloc[:800], shifted, target=TARGET, ks_p=1e-300, chi2_p=1e-300)) == set()
+    t = drift_table(ref, shifted, target=TARGET, small_reference=len(ref))
+    assert set(t.method) == {'ks', 'chi2'} and set(t.threshold) == {0.05}
+    assert column_kind(ref['educational-num']) == 'num' and column_kind(ref['educational-num'], num_unique_threshold=20) == 'cat'
+    t = drift_table(ref, shifted, target=TARGET, num_unique_threshold=20)
+    assert dict(zip(t.column, t.kind))['educational-num'] == 'cat'
+    with pytest.raises(MlnbError, match='wasserstein_treshold'): drift_table(ref, shifted, wasserstein_treshold=0.2)
+
+def test_missing_column_and_values_are_named(halves):
+    ref, cur = halves
+    features = [c for c in ref.columns if c != TARGET]
+    with pytest.raises(MlnbError, match=r"\['age'\] are not in the current data"): drift_table(ref, cur.drop(columns='age'), columns=features)
+    with pytest.raises(MlnbError, match=r"\['nope'\] are not in the reference data"): drift_table(ref, cur, columns=['age', 'nope'])
+    assert 'age' not in set(drift_table(ref, cur.drop(columns='age'), target=TARGET).column)  # default: the columns both have
+    with pytest.raises(MlnbError, match="column 'hours-per-week' has no values in the current data"):
+        drift_table(ref, cur.assign(**{'hours-per-week': np.nan}), target=TARGET)
+    holes = cur.assign(age=cur.age.mask(cur.index % 4 == 0))
+    r = drift_table(ref, holes, target=TARGET).set_index('column').loc['age']
+    assert abs(r.missing_cur - 0.25) < 0.03 and r.missing_ref == 0 and not r.drift  # NaN dropped before the test
+
+def test_dataset_drift_share_rule(halves, shifted):
+    t = drift_table(halves[0], shifted, columns=['age', 'workclass', 'fnlwgt', 'race'])
+    assert dataset_drift(t) == dict(drift_detected=True, n_drifted=2, n_columns=4, share=0.5)   # exactly 50%: drifted
+    assert dataset_drift(t, drift_share=0.51)['drift_detected'] is False
+    t = drift_table(halves[0], shifted, columns=['age', 'fnlwgt', 'race'])
+    assert dataset_drift(t)['drift_detected'] is False                   # 1 of 3
+    with pytest.raises(MlnbError, match='no rows'): dataset_drift(t.iloc[:0])
+
+def test_prediction_drift(halves, shifted):
+    from sklearn.linear_model import LogisticRegression
+    ref, cur = halves
+    num = ['age', 'educational-num', 'hours-per-week']
+    m = LogisticRegression(max_iter=500).fit(ref[num], ref[TARGET])
+    proba = lambda df: m.predict_proba(df[num])[:, 1]
+    assert prediction_drift(proba(ref), proba(cur))['drift'] is False
+    r = prediction_drift(proba(ref), proba(shifted))
+    assert (r['column'], r['method'], r['drift']) == ('prediction', 'wasserstein', True)
+    assert prediction_drift(proba(ref)[:800], proba(shifted))['method'] == 'ks'
+    with pytest.raises(MlnbError, match='1-D'): prediction_drift(m.predict_proba(ref[num]), proba(cur))
+
+def test_performance_change_flags_drops():
+    test_m = dict(accuracy=0.85, roc_auc=0.90, pr_auc=0.76, log_loss=0.32, n=1800, positive_rate=0.24)
+    new_m = dict(accuracy=0.83, roc_auc=0.84, pr_auc=0.73, log_loss=0.39, n=400, positive_rate=0.30)
+    t = performance_change(test_m, new_m, max_drop=0.05)
+    assert list(t.columns) == ['metric', 'reference', 'current', 'change', 'worse_by', 'max_drop', 'flag']
+    assert set(t.metric) == {'accuracy', 'roc_auc', 'pr_auc', 'log_loss'}   # counts are not scores
+    assert set(t.metric[t.flag]) == {'roc_auc', 'log_loss'} and set(t.metric[:2]) == {'roc_auc', 'log_loss'}
+    r = t.set_index('metric')
+    assert r.loc['log_loss', 'change'] == pytest.approx(0.07) and r.loc['log_loss', 'worse_by'] == pytest.approx(0.07)
+    assert r.loc['roc_auc', 'change'] == pytest.approx(-0.06) and r.loc['roc_auc', 'worse_by'] == pytest.approx(0.06)
+    better = performance_change(test_m, dict(new_m, roc_auc=0.95, log_loss=0.20))
+    assert not better.flag.any()                                       # improvements are never flagged
+    t = performance_change(test_m, new_m, max_drop={'roc_auc': 0.1, 'pr_auc': 0.01})
+    assert set(t.metric[t.flag]) == {'pr_auc'} and t.set_index('metric').max_drop.isna().sum() == 2
+    with pytest.raises(MlnbError, match=r"\['f1'\]"): performance_change(test_m, new_m, max_drop={'f1': 0.05})
