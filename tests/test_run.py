@@ -140,3 +140,23 @@ def test_interrupted_run_is_recorded_and_leaves_no_kernel(tmp_path):
     assert any(o.get('ename') == 'KeyboardInterrupt' for c in nb.cells if c.cell_type == 'code' for o in c.outputs)
     gone, alive = psutil.wait_procs(kids, timeout=10)
     assert not alive, f'kernels left running: {alive}'
+
+def test_deploy_registers_and_gates(small_run, tmp_path):
+    from mlnb.registry import Registry
+    _, run_dir, d = small_run
+    m = json.loads((run_dir/'run.json').read_text())
+    dep = m['stages']['deploy']['glued']
+    assert dep['version'] == 1 and dep['promoted'] and dep['alias'] == 'production' and dep['gate_reasons'] == []
+    reg = Registry(d/'registry')
+    mv = reg.load('adult-income')
+    assert mv.version == 1 and mv.meta['run_id'] == run_dir.name and mv.metrics['roc_auc'] == m['stages']['evaluate']['glued']['roc_auc']
+    assert 'income' not in mv.meta['features'] and '_proba' in mv.reference().columns and '# Model card: adult-income' in mv.card
+    # a second run whose gate it cannot pass: registered, not promoted, and the notebook says why
+    p = small_params(deploy={'registry': str(d/'registry'), 'minimums': {'roc_auc': 0.999}})
+    r = mlnb('run', write_params(tmp_path/'strict.yaml', p), '--runs-dir', tmp_path/'runs')
+    assert r.returncode == 0, r.stdout + r.stderr
+    m2 = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())['stages']['deploy']['glued']
+    assert m2['version'] == 2 and not m2['promoted'] and 'roc_auc' in m2['gate_reasons'][0]
+    assert reg.resolve('adult-income') == ('adult-income', 1)
+    nb = (tmp_path/'runs').glob('*/06_deploy.ipynb').__next__().read_text()
+    assert 'failed the gate' in nb
