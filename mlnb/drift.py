@@ -74,9 +74,9 @@ def wasserstein_norm(ref: np.ndarray, cur: np.ndarray) -> tuple[float, None]:
     return (float(d / sd) if sd > 0 else 0.0 if d == 0 else float('inf')), None
 
 def js_distance(ref: pd.Series, cur: pd.Series) -> tuple[float, None]:
-    "Jensen–Shannon distance (base 2, in [0, 1]) between the two samples' category shares."
+    "Jensen–Shannon distance (natural log, as Evidently and SciPy default) between the two samples' category shares."
     _, rc, cc = category_counts(ref, cur)
-    return float(jensenshannon(rc / rc.sum(), cc / cc.sum(), base=2)), None
+    return float(jensenshannon(rc / rc.sum(), cc / cc.sum())), None
 
 # %% ../nbs/08_drift.ipynb #0117e801
 METHODS = {('num', True): ('ks', ks_test, 'ks_p'), ('cat', True): ('chi2', chi2_test, 'chi2_p'),

@@ -11,6 +11,7 @@ def small_params(**over) -> dict:
     p = yaml.safe_load((ROOT/'params'/'default.yaml').read_text())
     p['stages']['ingest']['params']['sample_rows'] = 3000
     p['stages']['train']['params'].update(model='logistic', cv_folds=2)
+    p['stages']['explain']['params'].update(sample_size=60, local_rows=[0, 1])
     for stage, params in over.items(): p['stages'][stage].setdefault('params', {}).update(params)
     return p
 

@@ -5,7 +5,7 @@ import nbformat, pytest, scrapbook as sb
 from mlnb.core import sha256_file
 from conftest import ROOT, mlnb, small_params, write_params
 
-STAGES = ['ingest', 'validate', 'prepare', 'train', 'evaluate', 'deploy']
+STAGES = ['ingest', 'validate', 'prepare', 'train', 'evaluate', 'explain', 'deploy']
 
 def test_run_prints_a_line_per_stage_and_the_report(small_run):
     r, run_dir, _ = small_run
@@ -158,5 +158,5 @@ def test_deploy_registers_and_gates(small_run, tmp_path):
     m2 = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())['stages']['deploy']['glued']
     assert m2['version'] == 2 and not m2['promoted'] and 'roc_auc' in m2['gate_reasons'][0]
     assert reg.resolve('adult-income') == ('adult-income', 1)
-    nb = (tmp_path/'runs').glob('*/06_deploy.ipynb').__next__().read_text()
+    nb = (tmp_path/'runs').glob('*/07_deploy.ipynb').__next__().read_text()
     assert 'failed the gate' in nb

@@ -1,0 +1,172 @@
+"""Serving throughput and latency: `mlnb serve` under HTTP load, against the in-process ceiling of the same model.
+
+    python bench/serve.py [--registry DIR] [--duration 10] [--threads 1] [--port PORT]
+
+Without --registry it first trains and registers adult-income with `mlnb run` on a copy of params/default.yaml
+(about a minute) in a temporary folder, and prints that folder so later runs can pass it as --registry.
+
+Server: `mlnb serve` (uvicorn, one process, OMP/MKL/OpenBLAS threads = --threads) on 127.0.0.1 with a random API key.
+Load: a separate process POSTs /predict over keep-alive HTTP/1.1 connections (one per client thread) with real rows
+of data/adult.csv.gz (seeded sample, rows outside the model's schema left out, rotated across requests):
+1-record and 100-record requests at concurrency 1 and 8, each for --duration seconds after a 1 s warm-up
+(at most 200,000 requests). Every response must be HTTP 200. Per case: requests/s, records/s, client-side
+p50/p99 latency per request and errors.
+Ceiling: in this process (same thread limit), the same model version's scikit-learn Pipeline.predict_proba on a
+prebuilt 1-row and 100-row DataFrame, and make_scorer(...).predict_proba (the server's scoring object) on the same
+records as columns: median of 300 calls each. Also the max abs difference between the two paths' probabilities
+(and the server's) on those 100 rows, which must be <= 1e-6.
+Exits non-zero if the server fails, any request errors or the probabilities differ.
+"""
+import argparse, http.client, json, multiprocessing as mp, os, platform, secrets, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+from pathlib import Path
+
+ROOT, BIN = Path(__file__).resolve().parents[1], Path(sys.executable).parent
+THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+CASES = [(1, 1), (1, 8), (100, 1), (100, 8)]  # (records per request, concurrency)
+WARMUP, MAX_REQUESTS, CALLS, ATOL, SEED = 1.0, 200_000, 300, 1e-6, 0
+ORIG_ENV = dict(os.environ)
+
+def load_case(port: int, key: str, bodies: list, conc: int, duration: float) -> tuple:
+    "In the load-generator process: `conc` threads, one keep-alive connection each. `(latencies s, errors, elapsed s)`."
+    t0 = time.perf_counter() + WARMUP; t_end = t0 + duration
+    lock, state, lats, ends = threading.Lock(), dict(n=0, errors=0), [], []
+    headers = {'Content-Type': 'application/json', 'X-API-Key': key}
+    def worker(i):
+        conn, mine, k, last = http.client.HTTPConnection('127.0.0.1', port, timeout=30), [], i, t0
+        while (start := time.perf_counter()) < t_end:
+            if counted := start >= t0:
+                with lock:
+                    if state['n'] >= MAX_REQUESTS: break
+                    state['n'] += 1
+            try:
+                conn.request('POST', '/predict', body=bodies[k % len(bodies)], headers=headers)
+                r = conn.getresponse(); r.read(); ok = r.status == 200
+            except (OSError, http.client.HTTPException): ok = False; conn.close()  # reconnects on the next request
+            end = time.perf_counter(); k += conc
+            if not ok:
+                with lock: state['errors'] += 1
+            if counted: mine.append(end - start); last = end
+        conn.close()
+        with lock: lats.extend(mine); ends.append(last)
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(conc)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    return lats, state['errors'], max(ends) - t0
+
+def call(port: int, path: str, key: str | None = None, body: bytes | None = None) -> tuple:
+    "`(status, parsed JSON body)` of one request on a fresh connection."
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    try:
+        c.request('POST' if body else 'GET', path, body=body, headers={'X-API-Key': key, 'Content-Type': 'application/json'} if key else {})
+        r = c.getresponse(); return r.status, json.loads(r.read() or b'null')
+    finally: c.close()
+
+def free_port() -> int:
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def make_registry(tmp: Path) -> Path:
+    "Train and register adult-income into `tmp/registry` with `mlnb run` on a copy of params/default.yaml."
+    import yaml
+    p = yaml.safe_load((ROOT/'params/default.yaml').read_text())
+    p['stages']['deploy'].setdefault('params', {})['registry'] = str(tmp/'registry')
+    (tmp/'params.yaml').write_text(yaml.safe_dump(p, sort_keys=False))
+    print(f'no --registry: training adult-income into {tmp/"registry"} with mlnb run (about a minute)', flush=True)
+    r = subprocess.run([str(BIN/'mlnb'), 'run', str(tmp/'params.yaml'), '--runs-dir', str(tmp/'runs')], cwd=ROOT, env=ORIG_ENV, capture_output=True, text=True)
+    if r.returncode: sys.exit(f'mlnb run failed:\n{r.stdout}\n{r.stderr}')
+    shutil.rmtree(tmp/'runs', ignore_errors=True)
+    return tmp/'registry'
+
+def median_ms(f) -> float:
+    ts = []
+    for _ in range(CALLS): t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1e3
+
+def main() -> int:
+    a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    a.add_argument('--registry', help='registry holding adult-income (default: train one into a temporary folder)')
+    a.add_argument('--duration', type=float, default=10, help='measured seconds per case (default 10)')
+    a.add_argument('--port', type=int, help='server port (default: a free one)')
+    a.add_argument('--threads', type=int, default=1, help='OpenMP/BLAS threads of the server and of the in-process timings (default 1)')
+    a = a.parse_args()
+    os.environ.update({v: str(a.threads) for v in THREAD_VARS})  # this process, before numpy and scikit-learn load
+    import numpy as np, pandas as pd
+    from threadpoolctl import threadpool_limits
+    from mlnb.registry import Registry
+    from mlnb.serve import RecordError, check_records, make_scorer
+    if a.registry and not (Path(a.registry)/'registry.db').exists(): sys.exit(f'{a.registry} is not a registry (no registry.db)')
+    tmp = Path(tempfile.mkdtemp(prefix='mlnb-bench-serve-'))
+    registry = Path(a.registry).resolve() if a.registry else make_registry(tmp)
+    mv = Registry(registry).load('adult-income'); pipe = mv.pipeline; feats = list(pipe.feature_names_in_)
+    threadpool_limits(a.threads)
+
+    df = pd.read_csv(ROOT/'data/adult.csv.gz')[feats].sample(3000, random_state=SEED).reset_index(drop=True)
+    recs = json.loads(df.to_json(orient='records'))
+    try: check_records(recs, feats, mv.schema); bad = set()
+    except RecordError as e: bad = {x['record'] for x in e.errors}
+    keep = [i for i in range(len(recs)) if i not in bad][:2000]
+    df, recs = df.iloc[keep].reset_index(drop=True), [recs[i] for i in keep]
+    bodies = {1: [json.dumps(r).encode() for r in recs[:1000]],
+              100: [json.dumps(recs[i:i+100]).encode() for i in range(0, len(recs), 100)]}
+
+    port, key, failed, errored = a.port or free_port(), secrets.token_urlsafe(24), False, False
+    env = {**ORIG_ENV, 'MLNB_API_KEYS': key, **{v: str(a.threads) for v in THREAD_VARS}}
+    out = open(tmp/'server.out', 'w')
+    proc = subprocess.Popen([str(BIN/'mlnb'), 'serve', '--registry', str(registry), '--model', 'adult-income', '--host', '127.0.0.1',
+                             '--port', str(port), '--log', str(tmp/'predictions.jsonl')], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}')
+            if time.monotonic() > deadline: raise RuntimeError('the server was not healthy within 60 s')
+            try:
+                if call(port, '/health')[1].get('status') == 'ok': break
+            except (OSError, http.client.HTTPException, ValueError): pass
+            time.sleep(0.2)
+        status, info = call(port, '/model', key)
+        if status != 200 or info['version'] != mv.version: raise RuntimeError(f'GET /model: {status} {info}')
+        status, resp = call(port, '/predict', key, bodies[100][0])
+        if status != 200: raise RuntimeError(f'POST /predict: {status} {resp}')
+        server_p = np.array([[d[str(c)] for c in pipe.classes_] for d in resp['probabilities']])
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()} | model {info['name']} "
+              f"v{info['version']}, scorer {info['scorer']} | server: uvicorn, 1 process, {a.threads} OpenMP thread(s), auth on")
+        print(f'load: separate process, keep-alive HTTP/1.1, {a.duration:g} s per case after {WARMUP:g} s warm-up, '
+              f'{len(recs)} Adult rows rotated\n')
+        print(f"{'case':<22} | {'req/s':>8} | {'records/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | errors")
+        with mp.get_context('spawn').Pool(1) as pool:
+            for size, conc in CASES:
+                lats, errors, elapsed = pool.apply(load_case, (port, key, bodies[size], conc, a.duration))
+                p50, p99 = np.percentile(lats, [50, 99]) * 1e3 if lats else (float('nan'),) * 2
+                print(f"{size:>3} record{'s' if size > 1 else ' '} x conc {conc:<3} | {len(lats)/elapsed:8.1f} | "
+                      f"{len(lats)*size/elapsed:9.0f} | {p50:7.2f} | {p99:7.2f} | {errors}", flush=True)
+                errored |= errors > 0
+        if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode} during the load')
+    except (RuntimeError, OSError, http.client.HTTPException) as e:
+        print(f'server failed: {e}\n--- server output ---\n{(tmp/"server.out").read_text()[-3000:]}', file=sys.stderr); failed = True
+    finally:
+        proc.terminate()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        out.close(); (tmp/'predictions.jsonl').unlink(missing_ok=True)
+        if a.registry: shutil.rmtree(tmp, ignore_errors=True)
+    if failed: return 1
+
+    scorer = make_scorer(pipe, mv.reference())
+    X1, X100 = df.iloc[:1], df.iloc[:100]
+    c1, c100 = ({c: X[c].tolist() for c in feats} for X in (X1, X100))
+    name = type(scorer).__name__
+    print(f'\nin process ({a.threads} thread(s), median of {CALLS} calls):')
+    print(f'  Pipeline.predict_proba, DataFrame  {median_ms(lambda: pipe.predict_proba(X1)):7.3f} ms / 1 row  '
+          f'{median_ms(lambda: pipe.predict_proba(X100)):7.3f} ms / 100 rows')
+    print(f'  {name + ".predict_proba, columns":<34} {median_ms(lambda: scorer.predict_proba(c1)):7.3f} ms / 1 row  '
+          f'{median_ms(lambda: scorer.predict_proba(c100)):7.3f} ms / 100 rows')
+    ref = pipe.predict_proba(X100)
+    d_scorer, d_server = np.abs(scorer.predict_proba(c100) - ref).max(), np.abs(server_p - ref).max()
+    ok = d_scorer <= ATOL and d_server <= ATOL
+    print(f'  max |p| difference on 100 rows: {name} vs Pipeline {d_scorer:.1e}, server vs Pipeline {d_server:.1e} '
+          f'({"ok" if ok else "FAIL"}: must be <= {ATOL:g})')
+    if not a.registry: print(f'\nregistry kept for reruns: python bench/serve.py --registry {registry}')
+    if errored: print('FAIL: some requests errored', file=sys.stderr)
+    return 0 if ok and not errored else 1
+
+if __name__ == '__main__':
+    sys.exit(main())
