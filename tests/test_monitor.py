@@ -1,0 +1,71 @@
+"`mlnb monitor` against the model the small end-to-end run registered: drift where it was made, none where not, and retraining."
+import json
+from pathlib import Path
+import pandas as pd, pytest, yaml
+from mlnb.ingest import read_table
+from mlnb.registry import Registry
+from conftest import mlnb, small_params, write_params
+
+def batch(seed, shift=False):
+    "A random sample of the Adult data, not necessarily seen in training; optionally with age and workclass moved."
+    df = read_table('data/adult.csv.gz').sample(3000, random_state=seed).reset_index(drop=True)
+    if shift:
+        df['age'] = df['age'] + 10
+        private = df.index[df['workclass'] == 'Private']
+        df.loc[private[: int(len(private) * 0.6)], 'workclass'] = 'Self-emp-inc'
+    return df
+
+def monitor(d, data, tmp_path, *extra):
+    r = mlnb('monitor', '--model', 'adult-income', '--registry', d/'registry', '--data', data, '--runs-dir', tmp_path/'monitor', *extra)
+    runs = sorted((tmp_path/'monitor').glob('*/run.json'))
+    return r, (json.loads(runs[-1].read_text())['stages']['monitor']['glued'] if runs else None)
+
+def test_no_drift_on_a_random_sample(small_run, tmp_path):
+    _, _, d = small_run
+    batch(11).to_csv(tmp_path/'new.csv', index=False)
+    r, g = monitor(d, tmp_path/'new.csv', tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert g['drifted_columns'] == [] and not g['drift_detected'] and g['labelled'] and not g['performance_drop']
+    assert 'no drift' in r.stdout and (next((tmp_path/'monitor').glob('*/report.html'))).exists()
+
+def test_drift_in_exactly_the_moved_columns(small_run, tmp_path):
+    _, _, d = small_run
+    batch(12, shift=True).to_parquet(tmp_path/'new.parquet')
+    r, g = monitor(d, tmp_path/'new.parquet', tmp_path)
+    assert sorted(g['drifted_columns']) == ['age', 'workclass'], g['drifted_columns']
+    rows = {row['column']: row for row in g['drift_table']}
+    assert rows['age']['method'] == 'wasserstein' and rows['workclass']['method'] == 'jensenshannon' and rows['age']['psi'] > 0.2
+    assert not g['drift_detected'] and r.returncode == 0                   # 2 of 14 columns: under the 50% share
+    nb = next((tmp_path/'monitor').glob('*/01_monitor.ipynb')).read_text()
+    assert nb.count('image/png') >= 3                                       # a plot per drifted column and the predictions
+    (tmp_path/'strict.yaml').write_text(yaml.safe_dump({'drift_share': 0.1}))
+    r, g = monitor(d, tmp_path/'new.parquet', tmp_path, '--params', tmp_path/'strict.yaml')
+    assert r.returncode == 3 and g['drift_detected'] and 'DRIFT' in r.stdout
+
+def test_small_reference_uses_tests_and_bad_input_is_named(small_run, tmp_path):
+    _, _, d = small_run
+    batch(13, shift=True).to_csv(tmp_path/'new.csv', index=False)
+    (tmp_path/'p.yaml').write_text(yaml.safe_dump({'small_reference': 5000}))   # treat the 2,400-row reference as small
+    r, g = monitor(d, tmp_path/'new.csv', tmp_path, '--params', tmp_path/'p.yaml')
+    rows = {row['column']: row for row in g['drift_table']}
+    assert rows['age']['method'] == 'ks' and rows['workclass']['method'] == 'chi2' and {'age', 'workclass'} <= set(g['drifted_columns'])
+    batch(13).drop(columns=['age']).to_csv(tmp_path/'bad.csv', index=False)
+    r, _ = monitor(d, tmp_path/'bad.csv', tmp_path)
+    assert r.returncode == 1 and "lacks the model inputs ['age']" in r.stdout
+    (tmp_path/'p.yaml').write_text(yaml.safe_dump({'ks_pvalue': 0.01}))
+    r, _ = monitor(d, tmp_path/'new.csv', tmp_path, '--params', tmp_path/'p.yaml')
+    assert r.returncode == 2 and "unknown parameter 'ks_pvalue'" in r.stderr
+
+def test_retrain_registers_a_new_version(small_run, tmp_path):
+    _, _, d = small_run
+    reg = Registry(d/'registry'); before = reg.versions('adult-income')['version'].max()
+    batch(14, shift=True).to_csv(tmp_path/'new.csv', index=False)
+    (tmp_path/'strict.yaml').write_text(yaml.safe_dump({'drift_share': 0.1}))
+    train = write_params(tmp_path/'train.yaml', small_params())
+    r, g = monitor(d, tmp_path/'new.csv', tmp_path, '--params', tmp_path/'strict.yaml', '--retrain', '--train-params', train,
+                   '--train-runs-dir', tmp_path/'runs')
+    assert r.returncode == 3 and 'retrain run' in r.stdout, r.stdout + r.stderr
+    m = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())
+    assert m['status'] == 'ok' and m['stages']['ingest']['parameters']['extra'] == [str(tmp_path/'new.csv')]
+    assert m['stages']['ingest']['glued']['source_rows'] == 48842 + 3000
+    assert reg.versions('adult-income')['version'].max() == before + 1 == m['stages']['deploy']['glued']['version']
