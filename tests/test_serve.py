@@ -176,3 +176,11 @@ def test_gate():
     assert gate({'roc_auc': 0.91}, {'roc_auc': 0.85}, {'roc_auc': 0.915}, 'roc_auc', 0.01) == {'passed': True, 'reasons': []}
     g = gate({'roc_auc': 0.80}, {'roc_auc': 0.85}, {'roc_auc': 0.92}, 'roc_auc', 0.01)
     assert not g['passed'] and len(g['reasons']) == 2 and 'worse than production' in g['reasons'][1]
+
+def test_monitor_reads_the_prediction_log(server, registry, tmp_path):
+    n = len(server.log.read_text().splitlines())
+    assert n >= 40
+    r = mlnb('monitor', '--model', 'adult', '--registry', registry[0].root, '--log', server.log, '--runs-dir', tmp_path)
+    assert r.returncode in (0, 3), r.stdout + r.stderr
+    g = json.loads(next(tmp_path.glob('*/run.json')).read_text())['stages']['monitor']['glued']
+    assert g['rows'] == n and not g['labelled'] and len(g['drift_table']) == 14
