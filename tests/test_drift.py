@@ -1,7 +1,7 @@
 "Drift statistics on the real Adult data: random halves do not drift; a batch edited in two columns drifts in exactly those."
 import numpy as np, pandas as pd, pytest
 from mlnb.core import MlnbError
-from mlnb.drift import column_drift, column_kind, dataset_drift, drift_table, performance_change, prediction_drift, psi
+from mlnb.drift import column_kind, dataset_drift, drift_table, performance_change, prediction_drift, psi
 from mlnb.ingest import demo_data
 
 TARGET = 'income'

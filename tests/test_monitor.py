@@ -1,7 +1,6 @@
 "`mlnb monitor` against the model the small end-to-end run registered: drift where it was made, none where not, and retraining."
 import json
-from pathlib import Path
-import pandas as pd, pytest, yaml
+import yaml
 from mlnb.ingest import read_table
 from mlnb.registry import Registry
 from conftest import mlnb, small_params, write_params

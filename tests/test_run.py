@@ -1,6 +1,5 @@
 "End-to-end: `mlnb run` on a sample of the data, bad parameter files, and a failing stage."
 import json, re
-from pathlib import Path
 import nbformat, pytest, scrapbook as sb
 from mlnb.core import sha256_file
 from conftest import ROOT, mlnb, small_params, write_params
@@ -121,7 +120,7 @@ def test_failing_stage(tmp_path):
     assert not (run_dir/'03_after.ipynb').exists() and 'the data is bad' in (run_dir/'report.html').read_text()
 
 def test_interrupted_run_is_recorded_and_leaves_no_kernel(tmp_path):
-    import os, signal, subprocess, time, psutil
+    import signal, subprocess, time, psutil
     from conftest import MLNB
     p = {'stages': {'slow': {'notebook': 'tests/notebooks/boom.ipynb', 'params': {'seconds': 60}}}}
     proc = subprocess.Popen([MLNB, 'run', write_params(tmp_path/'p.yaml', p), '--runs-dir', tmp_path/'runs'], cwd=ROOT,

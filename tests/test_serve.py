@@ -1,6 +1,5 @@
 "A real uvicorn server on a free loopback port, called over HTTP; the registry it serves from; batch scoring."
-import http.client, json, os, signal, socket, subprocess, sys, threading, time
-from pathlib import Path
+import http.client, json, os, signal, socket, subprocess, threading, time
 import numpy as np, pandas as pd, pytest, yaml
 from mlnb.core import MlnbError
 from mlnb.ingest import demo_data

@@ -1,14 +1,12 @@
 "Unit tests of the exported functions."
-import json, os, threading
-from pathlib import Path
+import json, os
 import numpy as np, pandas as pd, pytest
-from mlnb.core import (MlnbError, Upstream, atomic_path, glue, is_artifact, load_artifact, load_model, project_path,
-                       save_artifact, sha256_file, write_text)
-from mlnb.pipeline import parse_type, type_ok, stage_order, notebook_imports, load_plan
+from mlnb.core import (MlnbError, Upstream, atomic_path, is_artifact, load_artifact, load_model, save_artifact, sha256_file, write_text)
+from mlnb.pipeline import parse_type, type_ok, stage_order, notebook_imports
 from mlnb.ingest import read_table, sample_frame
 from mlnb.validate import apply_policy, build_schema, infer_spec, validate_frame
 from mlnb.prepare import dedupe, normalise_missing, split
-from mlnb.train import cross_validate_pipeline, make_model, make_pipeline
+from mlnb.train import cross_validate_pipeline, make_pipeline
 from mlnb.evaluate import classification_metrics, positive_proba
 from conftest import ROOT
 
@@ -34,7 +32,6 @@ def test_artifact_round_trip_and_tamper(tmp_path):
 
 def test_model_files_refuse_unknown_types(tmp_path):
     import skops.io as sio
-    from collections import OrderedDict
     from sklearn.preprocessing import FunctionTransformer
     m = FunctionTransformer(func=os.system)          # a model that would call os.system
     sio.dump(m, tmp_path/'evil.skops')
