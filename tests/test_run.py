@@ -160,3 +160,16 @@ def test_deploy_registers_and_gates(small_run, tmp_path):
     assert reg.resolve('adult-income') == production
     nb = (tmp_path/'runs').glob('*/07_deploy.ipynb').__next__().read_text()
     assert 'failed the gate' in nb
+
+def test_two_runs_at_once(tmp_path):
+    import subprocess
+    from conftest import MLNB
+    p = {'shared': {'seed': 3}, 'stages': {'ingest': {'params': {'sample_rows': 300}}, 'validate': {'upstream': ['ingest']}}}
+    write_params(tmp_path/'p.yaml', p)
+    procs = [subprocess.Popen([MLNB, 'run', tmp_path/'p.yaml', '--runs-dir', tmp_path/'runs'], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all('without encryption' not in err for _, err in outs)
+    runs = [json.loads(f.read_text()) for f in (tmp_path/'runs').glob('*/run.json')]
+    assert len(runs) == 2 and all(m['status'] == 'ok' for m in runs) and runs[0]['run_id'] != runs[1]['run_id']
