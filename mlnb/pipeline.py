@@ -28,6 +28,7 @@ class Stage:
     notebook: Path
     upstream: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
+    declared: dict = field(default_factory=dict)  # the notebook's parameters cell, as papermill reads it
 
 @dataclass
 class Plan:
@@ -104,6 +105,7 @@ def check_stage(stage: Stage, shared: dict, src, root) -> list:
     if not stage.notebook.exists(): return [f'{where}: notebook {nb} does not exist']
     if not has_parameters_cell(stage.notebook): return [f'{where}: notebook {nb} has no cell tagged `parameters`']
     decl, errs = declared_params(stage.notebook), []
+    stage.declared = decl
     for k in stage.params:
         if k in RUNNER_PARAMS: errs.append(f"{where}: parameter '{k}' is set by the runner; remove it")
         elif k not in decl: errs.append(f"{where}: unknown parameter '{k}'; {nb} declares: {', '.join(p for p in decl if p not in RUNNER_PARAMS)}")
@@ -257,7 +259,7 @@ def now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='se
 # %% ../nbs/01_pipeline.ipynb #e5470b49
 def stage_inputs(stage: Stage, plan: Plan, run_dir: Path, outputs: dict, run_id: str) -> dict:
     "The parameters papermill injects into `stage`: its own, the shared ones it declares, and the runner's."
-    decl = declared_params(stage.notebook)
+    decl = stage.declared or declared_params(stage.notebook)
     runner = dict(upstream={u: str(run_dir/outputs[u]) for u in stage.upstream},
                   artifacts=str(run_dir/'artifacts'/stage.name), run_id=run_id)
     return {**{k: v for k, v in {**plan.shared, **runner}.items() if k in decl}, **stage.params}
@@ -310,7 +312,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
     save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))
     save()
-    pool, renderer, t_run = KernelPool(plan.root), Renderer(run_dir) if render else None, time.monotonic()
+    pool, renderer, t_run = KernelPool(plan.root), Renderer() if render else None, time.monotonic()
     try:
         for i, s in enumerate(plan.stages):
             st = man['stages'][s.name]

@@ -25,7 +25,7 @@ def render_notebook(nb_path: str | Path) -> Path:
 
 class Renderer:
     "Renders executed notebooks to HTML in one background thread."
-    def __init__(self, run_dir): self.pool, self.futures = ThreadPoolExecutor(1), []
+    def __init__(self): self.pool, self.futures = ThreadPoolExecutor(1), []
     def submit(self, nb_path): self.futures.append(self.pool.submit(render_notebook, nb_path))
     def close(self):
         "Wait for every rendering; a failed rendering is reported, not raised."
