@@ -87,9 +87,13 @@ def cmd_models(a) -> int:
         v = reg.rollback(a.model.partition('@')[0], a.alias, note='mlnb models rollback'); print(f"{a.model.partition('@')[0]}@{a.alias} rolled back to v{v}"); return 0
 
 def cmd_serve(a) -> int:
-    from mlnb.serve import read_keys, serve
-    serve(_registry(a), a.model, a.host, a.port, auth=not a.no_auth, api_keys=read_keys('MLNB_API_KEYS', a.api_keys_file),
-          admin_keys=read_keys('MLNB_ADMIN_KEYS', a.admin_keys_file), log_path=a.log)
+    from mlnb.serve import Limits, read_keys, serve
+    if min(a.max_body_mb, a.max_records, a.max_errors, a.threads, a.max_concurrency) <= 0:
+        raise MlnbError('serve: --max-body-mb, --max-records, --max-errors, --threads and --max-concurrency must be positive')
+    serve(_registry(a), a.model, a.host, a.port, max_concurrency=a.max_concurrency, auth=not a.no_auth,
+          api_keys=read_keys('MLNB_API_KEYS', a.api_keys_file), admin_keys=read_keys('MLNB_ADMIN_KEYS', a.admin_keys_file),
+          limits=Limits(a.max_body_mb, a.max_records, a.max_errors, a.threads), strict_categories=a.strict_categories,
+          log_path=a.log, log_max_mb=a.log_max_mb, log_keep=a.log_keep, log_inputs=a.log_inputs)
     return 0
 
 def cmd_predict(a) -> int:
@@ -155,13 +159,26 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser('models', help='list, show, promote or roll back registered models'); m.set_defaults(func=cmd_models)
     m.add_argument('action', choices=['list', 'show', 'promote', 'rollback']); m.add_argument('model', nargs='?', help='NAME, NAME@alias or NAME@version')
     m.add_argument('--alias', default='production', choices=['production', 'staging'])
-    s = sub.add_parser('serve', help='serve a registered model over a REST API'); s.set_defaults(func=cmd_serve)
+    s = sub.add_parser('serve', help='serve a registered model over a REST API', epilog='A record is one flat JSON object: a field that holds a '
+                       'list or object, or a body nested deeper than a list of records, gets 422. NaN and Infinity get 422 naming the field, '
+                       'unless the field may be missing. Keys ($MLNB_API_KEYS, $MLNB_ADMIN_KEYS or key files) need at least 16 characters; '
+                       'only /health answers without one. SIGHUP reloads the model.'); s.set_defaults(func=cmd_serve)
     s.add_argument('--model', default='adult-income', help='NAME[@alias|version] (default: adult-income, its production version)')
     s.add_argument('--host', default='127.0.0.1'); s.add_argument('--port', type=int, default=8000)
     s.add_argument('--no-auth', action='store_true', help='serve without API keys (only on a trusted network)')
     s.add_argument('--api-keys-file', help='file of API keys, one per line (default: $MLNB_API_KEYS)')
     s.add_argument('--admin-keys-file', help='file of admin keys, which may also POST /reload (default: $MLNB_ADMIN_KEYS)')
     s.add_argument('--log', help='prediction log (default: outputs/predictions/NAME.jsonl)')
+    s.add_argument('--log-max-mb', type=float, default=100, help='rotate the prediction log when it passes this size (default 100)')
+    s.add_argument('--log-keep', type=int, default=5, help='rotated prediction logs kept, NAME.jsonl.1 the newest (default 5)')
+    s.add_argument('--log-inputs', choices=['full', 'hashed', 'none'], default='full',
+                   help='inputs in the prediction log: as sent, HMAC-hashed with $MLNB_LOG_KEY, or left out (default full; monitor needs full)')
+    s.add_argument('--max-body-mb', type=float, default=10, help='largest request body; bigger gets 413 (default 10)')
+    s.add_argument('--max-records', type=int, default=10_000, help='most records in one request; more gets 413 (default 10000)')
+    s.add_argument('--max-errors', type=int, default=20, help='errors listed in one 422 reply; all are counted (default 20)')
+    s.add_argument('--threads', type=int, default=2, help='requests parsed and scored at once, in worker threads off the event loop (default 2)')
+    s.add_argument('--max-concurrency', type=int, default=100, help='open connections and requests at once; more get 503 (default 100)')
+    s.add_argument('--strict-categories', action='store_true', help='refuse (422) a category never seen in training instead of warning')
     b = sub.add_parser('predict', help='score a CSV or Parquet file in batch'); b.set_defaults(func=cmd_predict)
     b.add_argument('--model', default='adult-income', help='NAME[@alias|version]'); b.add_argument('input'); b.add_argument('output')
     mo = sub.add_parser('monitor', help='check new data against a registered model for drift (exit 3 on drift)'); mo.set_defaults(func=cmd_monitor)

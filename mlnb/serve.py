@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_serve.ipynb #62149d3f
 from __future__ import annotations
-import datetime as dt, hmac, json, math, os, signal, threading
+import datetime as dt, hmac, json, math, os, queue, re, signal, sys, threading, time
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,39 +14,91 @@ from fastapi.responses import Response
 from .core import MlnbError, project_path
 
 # %% auto #0
-__all__ = ['RecordError', 'check_records', 'TreeArrays', 'FastScorer', 'make_scorer', 'PipelineScorer', 'Served', 'read_keys',
-           'key_ok', 'PredictionLog', 'read_prediction_log', 'create_app', 'serve', 'predict_file']
+__all__ = ['MIN_KEY_CHARS', 'LOG_INPUTS', 'RequestError', 'NonFinite', 'parse_body', 'RecordError', 'check_records', 'TreeArrays',
+           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'Served', 'read_keys', 'key_ok',
+           'PredictionLog', 'log_files', 'read_prediction_log', 'Limits', 'create_app', 'serve', 'predict_file']
 
 # %% ../nbs/05_serve.ipynb #1e4ff78b
-class RecordError(MlnbError):
-    "Records that do not fit the model's schema; `errors` lists `{record, field, error}`."
-    def __init__(self, errors: list): self.errors = errors; super().__init__('; '.join(f"record {e['record']}, field '{e['field']}': {e['error']}" for e in errors[:5]))
+class RequestError(MlnbError):
+    "A request the server refuses as a whole: `status` (413, 422) and a message naming the limit or the fault."
+    def __init__(self, status: int, msg: str): self.status = status; super().__init__(msg)
 
-def _check_value(v, spec: dict):
+class NonFinite:
+    "A `NaN`, `Infinity` or `-Infinity` literal read from a body (JSON itself has none)."
+    def __init__(self, literal: str): self.literal = literal
+    def __repr__(self): return self.literal
+
+_DEC, _WS = json.JSONDecoder(parse_constant=NonFinite), re.compile(r'[ \t\n\r]*')
+
+def _decode(s: str, i: int) -> tuple:
+    "The JSON value at `s[i:]` and where it ends; a `RequestError` (422) for broken or runaway JSON."
+    try: return _DEC.raw_decode(s, i)
+    except json.JSONDecodeError as e: raise RequestError(422, f'the body is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}') from None
+    except RecursionError: raise RequestError(422, f'the body nests too deeply at character {i}: a record is one flat JSON object') from None
+
+def parse_body(data: bytes, max_records: int = 10_000) -> list:
+    "The records in a JSON body (one object, or a list of them), parsed one at a time; at most `max_records`."
+    try: s = data.decode('utf-8')
+    except UnicodeDecodeError as e: raise RequestError(422, f'the body is not UTF-8 text (byte {e.start})') from None
+    i = _WS.match(s).end()
+    if s[i:i+1] != '[':
+        rec, i = _decode(s, i)
+        if _WS.match(s, i).end() != len(s): raise RequestError(422, 'the body is not valid JSON: extra data after the record')
+        return [rec]
+    out, i = [], _WS.match(s, i + 1).end()
+    if s[i:i+1] == ']': i += 1
+    else:
+        while True:
+            rec, i = _decode(s, i); out.append(rec)
+            if len(out) > max_records: raise RequestError(413, f'more than {max_records:,} records in one request (the server\'s --max-records); split the batch')
+            i = _WS.match(s, i).end(); c = s[i:i+1]; i = _WS.match(s, i + 1).end()
+            if c == ']': break
+            if c != ',': raise RequestError(422, f"the body is not valid JSON: expected ',' or ']' after record {len(out) - 1}")
+    if i != len(s): raise RequestError(422, 'the body is not valid JSON: extra data after the list of records')
+    return out
+
+# %% ../nbs/05_serve.ipynb #f6b818ea
+class RecordError(MlnbError):
+    "Records that do not fit the model's schema; `errors` lists the first `{record, field, error}`, `total` counts them all."
+    def __init__(self, errors: list, total: int | None = None):
+        self.errors, self.total = errors, total or len(errors)
+        super().__init__('; '.join(f"record {e['record']}, field '{e['field']}': {e['error']}" for e in errors[:5]))
+
+def _short(v, n: int = 60) -> str:
+    "`repr(v)`, cut to `n` characters."
+    r = repr(v) if not isinstance(v, (list, dict)) else type(v).__name__ + (' […]' if isinstance(v, list) else ' {…}')
+    return r if len(r) <= n else r[:n] + '…'
+
+def _check_value(v, spec: dict, nullable: bool):
     "The error for value `v` under the column `spec`, or None."
-    if v is None or (isinstance(v, float) and math.isnan(v)): return None if spec.get('nullable') else 'is missing (null) but the column is not nullable'
+    if v is None or isinstance(v, NonFinite) or (isinstance(v, float) and math.isnan(v)):
+        return None if nullable else f"is missing ({'null' if v is None else v!r}) but the column may not be missing"
+    if isinstance(v, (list, dict)): return f'is a nested {_short(v)}: a field holds one plain value'
     t = spec.get('dtype', 'str')
-    if t == 'int' and not (isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()): return f'expected an integer, got {v!r}'
-    if t == 'float' and (isinstance(v, bool) or not isinstance(v, (int, float))): return f'expected a number, got {v!r}'
-    if t == 'str' and not isinstance(v, str): return f'expected a string, got {v!r}'
-    if t == 'bool' and not isinstance(v, bool): return f'expected true or false, got {v!r}'
-    if 'isin' in spec and v not in spec['isin']: return f'{v!r} is not one of {spec["isin"]}'
+    if t == 'int' and not (isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()): return f'expected an integer, got {_short(v)}'
+    if t == 'float' and (isinstance(v, bool) or not isinstance(v, (int, float))): return f'expected a number, got {_short(v)}'
+    if t == 'str' and not isinstance(v, str): return f'expected a string, got {_short(v)}'
+    if t == 'bool' and not isinstance(v, bool): return f'expected true or false, got {_short(v)}'
+    if 'isin' in spec and v not in spec['isin']: return f'{_short(v)} is not one of {spec["isin"]}'
     for k, op, word in (('ge', float.__ge__, '>='), ('le', float.__le__, '<='), ('gt', float.__gt__, '>'), ('lt', float.__lt__, '<')):
-        if k in spec and not op(float(v), float(spec[k])): return f'{v!r} is not {word} {spec[k]}'
+        if k in spec and not op(float(v), float(spec[k])): return f'{_short(v)} is not {word} {spec[k]}'
     return None
 
-def check_records(body, features: list, schema: dict) -> dict:
+def check_records(body, features: list, schema: dict, nullable: set | None = None, max_errors: int = 20) -> dict:
     "Columns (`{feature: list}`) from a JSON object or list of objects, checked against `schema`; raises `RecordError`."
     records = [body] if isinstance(body, dict) else body
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise RecordError([dict(record=None, field=None, error='the body must be a JSON object or a non-empty list of objects, one per record')])
-    errors, cols = [], {f: [] for f in features}
+    nullable = {f for f in features if schema.get(f, {}).get('nullable')} | set(nullable or ())
+    errors, total, cols = [], 0, {f: [] for f in features}
     for i, r in enumerate(records):
         for f in features:
-            if f not in r: errors.append(dict(record=i, field=f, error='is missing')); continue
-            if (e := _check_value(r[f], schema.get(f, {}))): errors.append(dict(record=i, field=f, error=e))
-            cols[f].append(r[f])
-    if errors: raise RecordError(errors)
+            if f not in r: e = 'is missing'
+            elif (e := _check_value(v := r[f], schema.get(f, {}), f in nullable)) is None:
+                cols[f].append(None if isinstance(v, NonFinite) else v); continue
+            total += 1
+            if len(errors) < max_errors: errors.append(dict(record=i, field=f, error=e))
+    if total: raise RecordError(errors, total)
     return cols
 
 # %% ../nbs/05_serve.ipynb #978427b2
@@ -121,8 +174,8 @@ class FastScorer:
                 self.parts.append(('cat', list(cols), list(imp.statistics_), index, off))
             else: raise MlnbError(f'serve: no fast path for the transformer {name!r}')
         self.n_out = sum(len(p[1]) if p[0] == 'num' else p[4] for p in self.parts)
-        try: self.trees = TreeArrays(self.model)
-        except MlnbError: self.trees = None
+        try: self.trees, self.note = TreeArrays(self.model), 'trees as arrays for up to 16 records, the model for more'
+        except MlnbError as e: self.trees, self.note = None, f'the model itself after the array preprocessing ({e})'
 
     def transform(self, cols: dict) -> np.ndarray:
         "The model's input matrix for `cols` (feature -> list of raw values)."
@@ -144,57 +197,93 @@ class FastScorer:
                 at += width
         return out
 
+    def path(self, n: int) -> str:
+        "Which path scores `n` records: `fast-trees` or `fast-model`."
+        return 'fast-trees' if self.trees and n <= self.small else 'fast-model'
+
     def predict_proba(self, cols: dict) -> np.ndarray:
         "Class probabilities for `cols`, in the order of `classes_`."
         X = self.transform(cols)  # walking all trees at once wins for a few records; the model's own loop for many
-        return self.trees.predict_proba(X) if self.trees and len(X) <= self.small else self.model.predict_proba(X)
-
-def make_scorer(pipeline, reference: pd.DataFrame, atol: float = 1e-9):
-    "A `FastScorer` when it reproduces the Pipeline on `reference` within `atol`, else the Pipeline itself (as a scorer)."
-    def same(X):  # both paths of the fast scorer: a few records (trees as arrays) and many
-        cols = {c: [None if (isinstance(v, float) and math.isnan(v)) else v for v in X[c].tolist()] for c in X.columns}
-        return np.abs(fast.predict_proba(cols) - pipeline.predict_proba(X)).max() <= atol
-    X = reference[list(pipeline.feature_names_in_)]
-    try:
-        fast = FastScorer(pipeline)
-        if same(X.head(500)) and same(X.head(FastScorer.small)): return fast
-    except (MlnbError, KeyError, AttributeError, ValueError): pass
-    return PipelineScorer(pipeline)
+        return self.trees.predict_proba(X) if self.path(len(X)) == 'fast-trees' else self.model.predict_proba(X)
 
 class PipelineScorer:
     "The slow, general path: the Pipeline on a DataFrame."
-    def __init__(self, pipeline): self.pipeline, self.classes_ = pipeline, pipeline.classes_
+    def __init__(self, pipeline, note: str = ''): self.pipeline, self.classes_, self.note = pipeline, pipeline.classes_, note
+    def path(self, n: int) -> str: return 'pipeline'
     def predict_proba(self, cols: dict) -> np.ndarray: return self.pipeline.predict_proba(pd.DataFrame(cols))
 
+def make_scorer(pipeline, reference: pd.DataFrame, atol: float = 1e-9):
+    "A `FastScorer` when it reproduces the Pipeline on `reference` within `atol`, else a `PipelineScorer` whose `note` says why."
+    def gap(X):  # both paths of the fast scorer: a few records (trees as arrays) and many
+        cols = {c: [None if (isinstance(v, float) and math.isnan(v)) else v for v in X[c].tolist()] for c in X.columns}
+        return float(np.abs(fast.predict_proba(cols) - pipeline.predict_proba(X)).max())
+    X = reference[list(pipeline.feature_names_in_)]
+    try:
+        fast = FastScorer(pipeline)
+        if (g := max(gap(X.head(500)), gap(X.head(FastScorer.small)))) <= atol: return fast
+        why = f'the fast path differs from the Pipeline by {g:.1e} on the reference sample'
+    except (MlnbError, KeyError, AttributeError, ValueError, TypeError) as e: why = f'no fast path for this Pipeline ({type(e).__name__}: {e})'
+    return PipelineScorer(pipeline, f'the Pipeline on a DataFrame: {why}')
+
 # %% ../nbs/05_serve.ipynb #a859fe64
+def known_categories(pipeline) -> dict:
+    "`{column: set of categories}` the Pipeline's fitted encoders saw in training."
+    out = {}
+    for name, tr, cols in getattr(pipeline.named_steps.get('prep'), 'transformers_', []):
+        enc = next((s for _, s in getattr(tr, 'steps', [(None, tr)])[::-1] if hasattr(s, 'categories_')), None)
+        if enc is not None: out.update({c: set(cats) for c, cats in zip(cols, enc.categories_)})
+    return out
+
 class Served:
     "A registry version ready to serve."
-    def __init__(self, registry, spec: str):
+    def __init__(self, registry, spec: str, strict_categories: bool = False, max_errors: int = 20):
         self.mv = registry.load(spec)
         self.pipeline, self.schema = self.mv.pipeline, self.mv.schema
         self.features = list(self.pipeline.feature_names_in_)
         self.scorer = make_scorer(self.pipeline, self.mv.reference())
         self.classes = [c.item() if hasattr(c, 'item') else c for c in self.pipeline.classes_]
+        self.known, self.strict, self.max_errors = known_categories(self.pipeline), strict_categories, max_errors
+        self.markers = {str(m).strip() for m in getattr(self.pipeline.named_steps.get('markers'), 'markers', [])}
+        self.nullable = {f for f in self.features if self.schema.get(f, {}).get('dtype', 'str') == 'str'} if self.markers else set()
         self.info = dict(name=self.mv.name, version=self.mv.version, created=self.mv.meta.get('created'), run_id=self.mv.meta.get('run_id'),
                          metrics=self.mv.metrics, features=self.features, classes=self.classes, scorer=type(self.scorer).__name__,
-                         schema={f: self.schema.get(f, {}) for f in self.features})
+                         scorer_note=self.scorer.note, strict_categories=strict_categories, schema={f: self.schema.get(f, {}) for f in self.features})
+
+    def unseen(self, cols: dict) -> list:
+        "`(record, field, value)` for each text value the model never saw in training (missing values and markers aside)."
+        return [(i, f, v) for f, known in self.known.items() for i, v in enumerate(cols.get(f, ()))
+                if v is not None and (k := v.strip() if isinstance(v, str) else v) not in known and k not in self.markers]
 
     def predict(self, body) -> tuple:
-        "`(checked columns, response dict)` for a JSON body of one record or many."
-        cols = check_records(body, self.features, self.schema)
+        "`(checked columns, response dict, unseen values, scoring path)` for a JSON body of one record or many."
+        cols = check_records(body, self.features, self.schema, self.nullable, self.max_errors)
+        unseen = self.unseen(cols)
+        if unseen and self.strict:
+            raise RecordError([dict(record=i, field=f, error=f'{_short(v)} was never seen in training (the server runs with --strict-categories)')
+                               for i, f, v in unseen[:self.max_errors]], len(unseen))
         proba = self.scorer.predict_proba(cols)
         pred = proba.argmax(axis=1)
         return cols, dict(model=self.mv.name, version=self.mv.version, predictions=[self.classes[k] for k in pred],
-                          probabilities=[dict(zip(map(str, self.classes), map(float, row))) for row in proba])
+                          probabilities=[dict(zip(map(str, self.classes), map(float, row))) for row in proba],
+                          warnings=[dict(record=i, field=f, warning=f'{_short(v)} was never seen in training: scored as none of the known categories')
+                                    for i, f, v in unseen[:self.max_errors]]), unseen, self.scorer.path(len(proba))
 
 # %% ../nbs/05_serve.ipynb #75643b9e
+MIN_KEY_CHARS = 16
+
 def read_keys(env: str, path: str | None = None) -> list:
     "API keys from the file at `path` (one per line, `#` comments) or the comma-separated environment variable `env`."
     if path:
-        p = Path(path)
+        p, src = Path(path), f'key file {path}'
         if not p.exists(): raise MlnbError(f'serve: key file {p} does not exist')
-        return [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.lstrip().startswith('#')]
-    return [k.strip() for k in os.environ.get(env, '').split(',') if k.strip()]
+        if (mode := p.stat().st_mode & 0o777) & 0o077:
+            print(f'mlnb serve: warning: key file {p} may be read by group or others (mode {mode:o}); run: chmod 600 {p}', file=sys.stderr, flush=True)
+        keys = [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.lstrip().startswith('#')]
+    else: src, keys = f'${env}', [k.strip() for k in os.environ.get(env, '').split(',') if k.strip()]
+    if short := [i for i, k in enumerate(keys, 1) if len(k) < MIN_KEY_CHARS]:
+        raise MlnbError(f'serve: key {short[0]} of {src} has {len(keys[short[0] - 1])} characters; keys need at least {MIN_KEY_CHARS} '
+                        '(make one with: python -c "import secrets; print(secrets.token_urlsafe(24))")')
+    return keys
 
 def key_ok(given: str, keys: list) -> bool:
     "Is `given` one of `keys`? Compares with every key in constant time."
@@ -203,37 +292,127 @@ def key_ok(given: str, keys: list) -> bool:
     return ok
 
 # %% ../nbs/05_serve.ipynb #1214de49
+LOG_INPUTS = ('full', 'hashed', 'none')
+
 class PredictionLog:
-    "Append-only JSON-lines log of predictions."
-    def __init__(self, path: str | Path):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f, self.lock = open(self.path, 'a', encoding='utf-8'), threading.Lock()
-    def write(self, cols: dict, resp: dict):
-        "Append one line per record of a scored request."
-        t = dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds')
-        names = list(cols)
-        lines = ''.join(json.dumps(dict(time=t, model=resp['model'], version=resp['version'], inputs=dict(zip(names, vals)),
-                                        prediction=p, probabilities=pr), default=str) + '\n'
-                        for vals, p, pr in zip(zip(*cols.values()), resp['predictions'], resp['probabilities']))
-        with self.lock: self.f.write(lines); self.f.flush()
+    "JSON-lines log of predictions, written by a background thread: mode 0600, rotated by size, inputs full, hashed or none."
+    def __init__(self, path: str | Path, max_mb: float = 100, keep: int = 5, inputs: str = 'full'):
+        if inputs not in LOG_INPUTS: raise MlnbError(f"serve: --log-inputs must be one of {', '.join(LOG_INPUTS)}, not {inputs!r}")
+        if max_mb <= 0 or keep < 0: raise MlnbError(f'serve: --log-max-mb must be > 0 and --log-keep >= 0 (got {max_mb}, {keep})')
+        self.path, self.max_bytes, self.keep, self.inputs = Path(path), int(max_mb * 2**20), keep, inputs
+        self.key = os.environ.get('MLNB_LOG_KEY', '').encode() or os.urandom(32)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f, self.q = self._open(), queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name='mlnb-log', daemon=True); self.thread.start()
+
+    def _open(self):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600); os.fchmod(fd, 0o600)
+        return os.fdopen(fd, 'ab')
+
+    def write(self, cols: dict, resp: dict, unseen: list = ()):
+        "Queue one scored request for the writer thread; returns at once."
+        self.q.put((time.time(), cols, resp, unseen))
+
+    def lines(self, t: float, cols: dict, resp: dict, unseen: list = ()) -> str:
+        "The JSON lines of one scored request."
+        ts, names, new = dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec='milliseconds'), list(cols), {}
+        for i, f, _ in unseen: new.setdefault(i, []).append(f)
+        out = []
+        for i, (vals, p, pr) in enumerate(zip(zip(*cols.values()), resp['predictions'], resp['probabilities'])):
+            r = dict(time=ts, model=resp['model'], version=resp['version'])
+            if self.inputs == 'full': r['inputs'] = dict(zip(names, vals))
+            elif self.inputs == 'hashed': r['inputs_hashed'] = {f: hmac.new(self.key, json.dumps([f, v]).encode(), 'sha256').hexdigest()[:16] for f, v in zip(names, vals)}
+            r.update(prediction=p, probabilities=pr)
+            if i in new: r['unseen'] = new[i]
+            out.append(json.dumps(r, default=str))
+        return '\n'.join(out) + '\n'
+
+    def _run(self):
+        while True:
+            items = [self.q.get()]
+            while len(items) < 1000:
+                try: items.append(self.q.get_nowait())
+                except queue.Empty: break
+            try:
+                for it in items:
+                    if isinstance(it, tuple): self._append(self.lines(*it).encode())
+                self.f.flush()
+            except Exception as e: print(f'mlnb serve: could not write the prediction log {self.path}: {e}', file=sys.stderr, flush=True)
+            for it in items:
+                if isinstance(it, threading.Event): it.set()
+            if None in items: self.f.close(); return
+
+    def _append(self, data: bytes):
+        if self.f.tell() and self.f.tell() + len(data) > self.max_bytes: self._rotate()
+        self.f.write(data)
+
+    def _rotate(self):
+        "Move `NAME` to `NAME.1`, `NAME.1` to `NAME.2` … keeping `keep` old files, and start an empty `NAME`."
+        self.f.flush(); self.f.close()
+        old = lambda i: self.path.with_name(f'{self.path.name}.{i}')
+        for i in range(self.keep, 0, -1):
+            if (src := self.path if i == 1 else old(i - 1)).exists(): os.replace(src, old(i))
+        if not self.keep: self.path.unlink()
+        self.f = self._open()
+
+    def flush(self, timeout: float = 10):
+        "Wait until everything queued so far is written."
+        self.q.put(done := threading.Event()); done.wait(timeout)
+
+    def close(self):
+        "Write what is queued and close the file."
+        if self.thread.is_alive(): self.q.put(None); self.thread.join(30)
+
+def log_files(path: str | Path) -> list:
+    "The prediction log at `path` and its rotated files, oldest first."
+    p = Path(path)
+    old = sorted(p.parent.glob(f'{p.name}.[0-9]*'), key=lambda q: -int(q.suffix[1:]) if q.suffix[1:].isdigit() else 0)
+    return [q for q in old if q.suffix[1:].isdigit()] + ([p] if p.exists() else [])
 
 def read_prediction_log(path: str | Path) -> pd.DataFrame:
-    "The inputs of a prediction log as a frame, with `_prediction`, `_version` and `_time` columns."
-    rows = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    "The inputs of a prediction log (and its rotated files) as a frame, with `_prediction`, `_version`, `_time` and `_unseen` columns."
+    files = log_files(path)
+    if not files: raise MlnbError(f'prediction log {path} does not exist')
+    rows = [json.loads(l) for f in files for l in f.read_text().splitlines() if l.strip()]
     if not rows: raise MlnbError(f'prediction log {path} is empty')
-    return pd.DataFrame([dict(r['inputs'], _prediction=r['prediction'], _version=r['version'], _time=r['time']) for r in rows])
+    if 'inputs' not in rows[-1]:
+        raise MlnbError(f"prediction log {path} holds no inputs (the server ran with --log-inputs {'hashed' if 'inputs_hashed' in rows[-1] else 'none'}); "
+                        'drift checks need --log-inputs full')
+    return pd.DataFrame([dict(r.get('inputs', {}), _prediction=r['prediction'], _version=r['version'], _time=r['time'],
+                              _unseen=','.join(r.get('unseen', []))) for r in rows])
 
 # %% ../nbs/05_serve.ipynb #ad0197ac
+@dataclass
+class Limits:
+    "What one request may cost, and how many are worked on at once."
+    max_body_mb: float = 10         # --max-body-mb: a bigger body gets 413
+    max_records: int = 10_000       # --max-records: more records in one request get 413
+    max_errors: int = 20            # --max-errors: errors listed in one 422 reply (all are counted)
+    threads: int = 2                # --threads: requests parsed and scored at once, off the event loop
+
 def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: list | None = None, auth: bool = True,
-               log_path: str | Path | None = None):
+               log_path: str | Path | None = None, limits: Limits | None = None, strict_categories: bool = False,
+               log_max_mb: float = 100, log_keep: int = 5, log_inputs: str = 'full'):
     "The FastAPI app serving model `spec` from `registry`."
+    import anyio
+    from contextlib import asynccontextmanager
+    from fastapi.openapi.docs import get_swagger_ui_html
     if auth and not (api_keys or admin_keys):
         raise MlnbError('serve: no API keys: set MLNB_API_KEYS (and MLNB_ADMIN_KEYS) or pass key files, or run with --no-auth')
-    api_keys, admin_keys = list(api_keys or []), list(admin_keys or [])
-    state = dict(model=Served(registry, spec), reloads=0, lock=threading.Lock())
-    log = PredictionLog(log_path or project_path('outputs/predictions')/f"{state['model'].mv.name}.jsonl")
-    app = FastAPI(title='mlnb model server', version='1')
-    def js(obj, status=200): return Response(json.dumps(obj, default=str), status_code=status, media_type='application/json')
+    api_keys, admin_keys, limits = list(api_keys or []), list(admin_keys or []), limits or Limits()
+    load = lambda: Served(registry, spec, strict_categories, limits.max_errors)
+    state = dict(model=load(), reloads=0, lock=threading.Lock())
+    log = PredictionLog(log_path or project_path('outputs/predictions')/f"{state['model'].mv.name}.jsonl", log_max_mb, log_keep, log_inputs)
+    pool, max_bytes = anyio.CapacityLimiter(limits.threads), int(limits.max_body_mb * 2**20)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        log.close()
+    app = FastAPI(title='mlnb model server', version='1', docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.log = log
+    def js(obj, status=200, headers=None): return Response(json.dumps(obj, default=str), status_code=status, media_type='application/json', headers=headers)
+    def refuse(status, error): return js({'detail': [dict(record=None, field=None, error=error)], 'errors': 1}, status)
     def denied(request, admin=False):
         if not auth: return None
         k = request.headers.get('x-api-key')
@@ -241,12 +420,21 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         if not key_ok(k, admin_keys if admin else api_keys + admin_keys): return js({'detail': 'invalid API key' + (' (admin key needed)' if admin else '')}, 403)
 
     def reload() -> dict:
-        "Load the version `spec` names now and swap it in; serving continues meanwhile."
+        "Load the version `spec` names now and swap it in; serving continues meanwhile, and a failure leaves the old model."
         with state['lock']:
-            new = Served(registry, spec)
+            new = load()
             state['model'] = new; state['reloads'] += 1
         return dict(model=new.mv.name, version=new.mv.version, reloads=state['reloads'])
-    app.state.reload = reload
+    app.state.reload, app.state.current = reload, lambda: state['model']
+
+    def score(data: bytes) -> Response:
+        "Parse, check and score one body (in a worker thread); queue the log lines."
+        m = state['model']
+        try: cols, resp, unseen, path = m.predict(parse_body(data, limits.max_records))
+        except RequestError as e: return refuse(e.status, str(e))
+        except RecordError as e: return js({'detail': e.errors, 'errors': e.total}, 422)
+        log.write(cols, resp, unseen)
+        return js(resp, headers={'X-Mlnb-Scorer': path})
 
     @app.get('/health')
     async def health():
@@ -255,35 +443,45 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
     @app.get('/model')
     async def model(request: Request):
         if (r := denied(request)): return r
-        return js(state['model'].info)
+        return js(dict(state['model'].info, limits=vars(limits), reloads=state['reloads']))
 
     @app.post('/predict')
     async def predict(request: Request):
         if (r := denied(request)): return r
-        try: body = json.loads(await request.body())
-        except ValueError as e: return js({'detail': [dict(record=None, field=None, error=f'the body is not valid JSON: {e}')]}, 422)
-        m = state['model']
-        try: cols, resp = m.predict(body)
-        except RecordError as e: return js({'detail': e.errors}, 422)
-        log.write(cols, resp)
-        return js(resp)
+        too_big = f'the body is larger than {limits.max_body_mb:g} MB (the server\'s --max-body-mb); split the batch'
+        if (n := request.headers.get('content-length')) and (not n.isdigit() or int(n) > max_bytes): return refuse(413, too_big)
+        body, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk); body.append(chunk)
+            if size > max_bytes: return refuse(413, too_big)
+        return await anyio.to_thread.run_sync(score, b''.join(body), limiter=pool)
 
     @app.post('/reload')
     async def reload_route(request: Request):
         if (r := denied(request, admin=True)): return r
-        from starlette.concurrency import run_in_threadpool
-        try: return js(await run_in_threadpool(reload))
-        except MlnbError as e: return js({'detail': str(e)}, 409)
+        try: return js(await anyio.to_thread.run_sync(reload))
+        except Exception as e: return js({'detail': f'reload failed, still serving v{state["model"].mv.version}: {e}'}, 409)
+
+    @app.get('/openapi.json', include_in_schema=False)
+    async def openapi(request: Request):
+        return denied(request) or js(app.openapi())
+
+    @app.get('/docs', include_in_schema=False)
+    async def docs(request: Request):
+        return denied(request) or get_swagger_ui_html(openapi_url='/openapi.json', title='mlnb model server')
     return app
 
-def serve(registry, spec: str, host: str = '127.0.0.1', port: int = 8000, **kw):
-    "Run the app under uvicorn until stopped; SIGHUP reloads the model."
+def serve(registry, spec: str, host: str = '127.0.0.1', port: int = 8000, max_concurrency: int | None = None, **kw):
+    "Run the app under uvicorn until stopped; SIGHUP reloads the model (a failed reload is reported and the old model keeps serving)."
     import uvicorn
     app = create_app(registry, spec, **kw)
-    def on_hup(*_): threading.Thread(target=app.state.reload, name='mlnb-reload', daemon=True).start()
-    signal.signal(signal.SIGHUP, on_hup)
-    print(f'mlnb serve: {spec} on http://{host}:{port} (auth {"on" if kw.get("auth", True) else "OFF"})', flush=True)
-    uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False)
+    def reload_or_keep():
+        try: r = app.state.reload(); print(f"mlnb serve: reloaded {r['model']} v{r['version']}", file=sys.stderr, flush=True)
+        except Exception as e: print(f'mlnb serve: reload failed, still serving the old model: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload_or_keep, name='mlnb-reload', daemon=True).start())
+    m = app.state.current()
+    print(f'mlnb serve: {m.mv.name} v{m.mv.version} on http://{host}:{port} (auth {"on" if kw.get("auth", True) else "OFF"}); scoring: {m.scorer.note}', flush=True)
+    uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False, limit_concurrency=max_concurrency)
 
 # %% ../nbs/05_serve.ipynb #2479745f
 def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.DataFrame:
