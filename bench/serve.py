@@ -15,6 +15,8 @@ Ceiling: in this process (same thread limit), the same model version's scikit-le
 prebuilt 1-row and 100-row DataFrame, and make_scorer(...).predict_proba (the server's scoring object) on the same
 records as columns: median of 300 calls each. Also the max abs difference between the two paths' probabilities
 (and the server's) on those 100 rows, which must be <= 1e-6.
+Then /health latency while one maximum-size request (10,000 records) is parsed, checked and scored, three times.
+Also, in process, the time a request spends queueing its lines for the prediction log (p50/p99 of 20,000 writes).
 Exits non-zero if the server fails, any request errors or the probabilities differ.
 """
 import argparse, http.client, json, multiprocessing as mp, os, platform, secrets, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
@@ -23,7 +25,7 @@ from pathlib import Path
 ROOT, BIN = Path(__file__).resolve().parents[1], Path(sys.executable).parent
 THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 CASES = [(1, 1), (1, 8), (100, 1), (100, 8)]  # (records per request, concurrency)
-WARMUP, MAX_REQUESTS, CALLS, ATOL, SEED = 1.0, 200_000, 300, 1e-6, 0
+WARMUP, MAX_REQUESTS, CALLS, ATOL, SEED, MAX_RECORDS = 1.0, 200_000, 300, 1e-6, 0, 10_000
 ORIG_ENV = dict(os.environ)
 
 def load_case(port: int, key: str, bodies: list, conc: int, duration: float) -> tuple:
@@ -52,6 +54,19 @@ def load_case(port: int, key: str, bodies: list, conc: int, duration: float) -> 
     for t in ts: t.start()
     for t in ts: t.join()
     return lats, state['errors'], max(ends) - t0
+
+def health_during(port: int, key: str, body: bytes) -> tuple:
+    "In the load-generator process: POST `body` in one thread while another GETs /health every 5 ms. `(health latencies s, big request s, its status)`."
+    done = {}
+    def big():
+        t = time.perf_counter(); done['status'] = call(port, '/predict', key, body)[0]; done['s'] = time.perf_counter() - t
+    th = threading.Thread(target=big); th.start()
+    conn, lats = http.client.HTTPConnection('127.0.0.1', port, timeout=30), []
+    while th.is_alive():
+        t = time.perf_counter(); conn.request('GET', '/health'); conn.getresponse().read(); lats.append(time.perf_counter() - t)
+        time.sleep(0.005)
+    th.join(); conn.close()
+    return lats, done['s'], done['status']
 
 def call(port: int, path: str, key: str | None = None, body: bytes | None = None) -> tuple:
     "`(status, parsed JSON body)` of one request on a fresh connection."
@@ -92,7 +107,7 @@ def main() -> int:
     import numpy as np, pandas as pd
     from threadpoolctl import threadpool_limits
     from mlnb.registry import Registry
-    from mlnb.serve import RecordError, check_records, make_scorer
+    from mlnb.serve import PredictionLog, RecordError, check_records, make_scorer
     if a.registry and not (Path(a.registry)/'registry.db').exists(): sys.exit(f'{a.registry} is not a registry (no registry.db)')
     tmp = Path(tempfile.mkdtemp(prefix='mlnb-bench-serve-'))
     registry = Path(a.registry).resolve() if a.registry else make_registry(tmp)
@@ -139,6 +154,12 @@ def main() -> int:
                 print(f"{size:>3} record{'s' if size > 1 else ' '} x conc {conc:<3} | {len(lats)/elapsed:8.1f} | "
                       f"{len(lats)*size/elapsed:9.0f} | {p50:7.2f} | {p99:7.2f} | {errors}", flush=True)
                 errored |= errors > 0
+            big = json.dumps((recs * (MAX_RECORDS // len(recs) + 1))[:MAX_RECORDS]).encode()
+            for _ in range(3):
+                health, big_s, status = pool.apply(health_during, (port, key, big))
+                if status != 200: raise RuntimeError(f'the {MAX_RECORDS:,}-record request got {status}')
+                print(f"/health during a {MAX_RECORDS:,}-record request ({len(big)/2**20:.1f} MB, {big_s:.2f} s): {len(health)} calls, "
+                      f"p50 {np.median(health)*1e3:.2f} ms, max {max(health)*1e3:.2f} ms", flush=True)
         if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode} during the load')
     except (RuntimeError, OSError, http.client.HTTPException) as e:
         print(f'server failed: {e}\n--- server output ---\n{(tmp/"server.out").read_text()[-3000:]}', file=sys.stderr); failed = True
@@ -164,6 +185,14 @@ def main() -> int:
     ok = d_scorer <= ATOL and d_server <= ATOL
     print(f'  max |p| difference on 100 rows: {name} vs Pipeline {d_scorer:.1e}, server vs Pipeline {d_server:.1e} '
           f'({"ok" if ok else "FAIL"}: must be <= {ATOL:g})')
+    with tempfile.TemporaryDirectory() as d:
+        log, resp = PredictionLog(Path(d)/'p.jsonl'), dict(model='adult-income', version=1, predictions=['<=50K'], probabilities=[{'<=50K': 0.9, '>50K': 0.1}])
+        ts = []
+        for i in range(20_000):
+            t = time.perf_counter(); log.write(c1, resp); ts.append(time.perf_counter() - t)
+        log.close()
+        print(f'  prediction log, queueing one 1-record request: p50 {np.median(ts)*1e6:.1f} µs, p99 {np.percentile(ts, 99)*1e6:.1f} µs '
+              f'(20,000 writes; a background thread writes them)')
     if not a.registry: print(f'\nregistry kept for reruns: python bench/serve.py --registry {registry}')
     if errored: print('FAIL: some requests errored', file=sys.stderr)
     return 0 if ok and not errored else 1

@@ -122,7 +122,9 @@ def cmd_monitor(a) -> int:
     g = man['stages']['monitor']['glued']
     print(f"{g['model']} v{g['version']}: {'DRIFT' if g['drift_detected'] else 'no drift'} in {g['n_drifted']} columns "
           f"({', '.join(g['drifted_columns']) or 'none'}); predictions {'drifted' if g['prediction_drift'] else 'stable'}"
-          + (f"; performance {'DROPPED' if g['performance_drop'] else 'held'}" if g['labelled'] else '') + f"\nreport: {run_dir/'report.html'}")
+          + (f"; performance {'DROPPED' if g['performance_drop'] else 'held'}" if g['labelled'] else '')
+          + (f"; categories never seen in training: {', '.join(f'{c} ({n:,})' for c, n in g['unseen_categories'].items())}" if g.get('unseen_categories') else '')
+          + f"\nreport: {run_dir/'report.html'}")
     acted = g['drift_detected'] or g['performance_drop']
     if acted and a.retrain:
         if not g['labelled'] or not a.data: print('retrain: the new batch has no labels, so it cannot be trained on', file=sys.stderr)

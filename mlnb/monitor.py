@@ -8,7 +8,7 @@ import pandas as pd
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['model_markers', 'batch_features']
+__all__ = ['model_markers', 'batch_features', 'unseen_categories']
 
 # %% ../nbs/90_monitor.ipynb #a44438eb
 def model_markers(pipeline) -> list:
@@ -19,3 +19,12 @@ def batch_features(batch: pd.DataFrame, features: list, src: str) -> pd.DataFram
     "The model's input columns of `batch`; an error names the missing ones."
     if missing := [f for f in features if f not in batch]: raise MlnbError(f'monitor: {src} lacks the model inputs {missing}')
     return batch[features]
+
+def unseen_categories(batch: pd.DataFrame, known: dict) -> pd.DataFrame:
+    "Per text column, the rows of `batch` holding a category the model never saw in training (`known`: column -> categories)."
+    rows = []
+    for c, cats in known.items():
+        if c not in batch: continue
+        new = batch[c].dropna().astype(str).str.strip().loc[lambda s: ~s.isin(cats)]
+        if len(new): rows.append(dict(column=c, rows=len(new), share=len(new) / len(batch), examples=', '.join(new.value_counts().index[:5])))
+    return pd.DataFrame(rows, columns=['column', 'rows', 'share', 'examples']).sort_values('rows', ascending=False, ignore_index=True)

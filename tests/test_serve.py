@@ -1,10 +1,12 @@
 "A real uvicorn server on a free loopback port, called over HTTP; the registry it serves from; batch scoring."
 import http.client, json, os, signal, socket, subprocess, threading, time
+from pathlib import Path
 import numpy as np, pandas as pd, pytest, yaml
 from mlnb.core import MlnbError
 from mlnb.ingest import demo_data
 from mlnb.prepare import normalise_missing
 from mlnb.registry import Registry, gate
+from mlnb.serve import known_categories
 from mlnb.train import make_pipeline
 from mlnb.deploy import reference_sample
 from conftest import MLNB, ROOT, mlnb
@@ -29,25 +31,29 @@ def free_port():
 
 class Server:
     "`mlnb serve` in a subprocess on a free loopback port."
-    def __init__(self, reg_root, log, *extra):
+    def __init__(self, reg_root, log, *extra, env_extra=None):
         self.port = free_port()
         env = {**os.environ, 'MLNB_API_KEYS': KEY, 'MLNB_ADMIN_KEYS': ADMIN, 'OMP_NUM_THREADS': '1'}
-        self.proc = subprocess.Popen([MLNB, 'serve', '--registry', reg_root, '--model', 'adult', '--port', str(self.port), '--log', log, *extra],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.out = Path(str(log) + '.server-output')
+        with open(self.out, 'w') as out:
+            self.proc = subprocess.Popen([MLNB, 'serve', '--registry', reg_root, '--model', 'adult', '--port', str(self.port), '--log', log, *extra],
+                                         env={**env, **(env_extra or {})}, stdout=out, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.stdout.read()
+            assert self.proc.poll() is None, self.output()
             try:
                 if self.call('GET', '/health')[0] == 200: return
             except OSError: time.sleep(0.3)
         raise TimeoutError('server did not start')
-    def call(self, method, path, body=None, key=KEY, conn=None):
-        c = conn or http.client.HTTPConnection('127.0.0.1', self.port, timeout=30)
+    def call(self, method, path, body=None, key=KEY, conn=None, headers=False):
+        c = conn or http.client.HTTPConnection('127.0.0.1', self.port, timeout=60)
         data = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
         c.request(method, path, body=data, headers={'X-API-Key': key} if key else {})
-        r = c.getresponse(); payload = json.loads(r.read() or b'null')
+        r = c.getresponse(); raw = r.read()
+        payload = json.loads(raw or b'null') if 'json' in (r.getheader('content-type') or 'json') else raw.decode()
         if conn is None: c.close()
-        return r.status, payload
+        return (r.status, payload, dict(r.getheaders())) if headers else (r.status, payload)
+    def output(self): return self.out.read_text()
     def stop(self):
         self.proc.terminate()
         try: self.proc.wait(15)
@@ -58,6 +64,12 @@ def server(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp('serve'); s = Server(registry[0].root, d/'predictions.jsonl'); s.log = d/'predictions.jsonl'
     yield s
     s.stop()
+
+def log_lines(path, at_least, timeout=10):
+    "The lines of the prediction log, once it has `at_least` (the server writes it from a background thread)."
+    deadline = time.monotonic() + timeout
+    while len(lines := path.read_text().splitlines()) < at_least and time.monotonic() < deadline: time.sleep(0.05)
+    return lines
 
 def records(n, seed=1):
     df = demo_data(n, seed).drop(columns='income')
@@ -73,7 +85,7 @@ def test_good_records_match_the_pipeline(server, registry):
     got = np.array([[p['<=50K'], p['>50K']] for p in many['probabilities']])
     assert np.abs(got - expected).max() <= 1e-6
     assert many['predictions'] == list(registry[1].classes_[expected.argmax(axis=1)])
-    lines = server.log.read_text().splitlines()
+    lines = log_lines(server.log, 41)
     assert len(lines) >= 41 and json.loads(lines[-1])['inputs'] == recs[-1] and json.loads(lines[-1])['version'] == 1
 
 def test_bad_input_gets_422_naming_record_and_field(server):
@@ -89,6 +101,8 @@ def test_bad_input_gets_422_naming_record_and_field(server):
     assert st == 422 and r['detail'][0]['field'] == 'gender' and 'not one of' in r['detail'][0]['error']
     st, r = server.call('POST', '/predict', [])
     assert st == 422
+    st, r = server.call('POST', '/predict', b'[' * 100_000 + b']' * 100_000)
+    assert st == 422 and 'nests too deeply' in r['detail'][0]['error']
     assert server.call('POST', '/predict', recs[0])[0] == 200          # still serving
 
 def test_api_keys(server):
@@ -103,13 +117,16 @@ def test_api_keys(server):
 
 def test_reload_under_concurrent_requests(server, registry):
     reg = registry[0]
-    v2, _ = register(reg, seed=5); reg.promote(f'adult@{v2}')
-    recs, _ = records(20, seed=3)
+    v2, pipe2 = register(reg, seed=5); reg.promote(f'adult@{v2}')
+    recs, df = records(20, seed=3)
+    expected = {1: registry[1].predict_proba(df)[:, 1], v2: pipe2.predict_proba(df)[:, 1]}
+    assert np.abs(expected[1] - expected[v2]).max() > 0.01                 # the versions really answer differently
     results, stop = [], threading.Event()
     def client(i):
         c = http.client.HTTPConnection('127.0.0.1', server.port, timeout=30)
         while not stop.is_set():
-            st, r = server.call('POST', '/predict', recs[i % 20], conn=c); results.append((st, r.get('version')))
+            k = i % 20; st, r = server.call('POST', '/predict', recs[k], conn=c); results.append((st, r.get('version'), k, r.get('probabilities')))
+            i += 6
         c.close()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
     for t in threads: t.start()
@@ -121,9 +138,11 @@ def test_reload_under_concurrent_requests(server, registry):
     while server.call('GET', '/health')[1]['version'] != 1 and time.monotonic() < deadline: time.sleep(0.2)
     time.sleep(0.5); stop.set()
     for t in threads: t.join()
-    assert len(results) > 50 and all(st == 200 for st, _ in results), [r for r in results if r[0] != 200][:3]
-    versions = [v for _, v in results]
+    assert len(results) > 50 and all(st == 200 for st, *_ in results), [r for r in results if r[0] != 200][:3]
+    versions = [v for _, v, _, _ in results]
     assert {1, v2} <= set(versions) and versions[-1] == 1
+    for _, v, k, proba in results:                                         # every reply is wholly the version it names
+        assert abs(proba[0]['>50K'] - expected[v][k]) <= 1e-6, (v, k, proba, expected[v][k])
 
 def test_no_auth_only_when_asked(registry, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ('MLNB_API_KEYS', 'MLNB_ADMIN_KEYS')}
@@ -161,6 +180,124 @@ def test_gate():
     g = gate({'roc_auc': 0.80}, {'roc_auc': 0.85}, {'roc_auc': 0.92}, 'roc_auc', 0.01)
     assert not g['passed'] and len(g['reasons']) == 2 and 'worse than production' in g['reasons'][1]
 
+def hostile_records(n=1000, seed=21):
+    "`n` single records with missing values (null and the `?` marker) and categories never seen in training."
+    recs, _ = records(n, seed)
+    for i, r in enumerate(recs):
+        if i % 7 == 0: r['workclass'] = None
+        if i % 11 == 0: r['occupation'] = '?'
+        if i % 13 == 0: r['native-country'] = 'Atlantis'
+        if i % 17 == 0: r['education'] = '  Bachelors '                    # spaces trimmed, as in training
+    return recs, pd.DataFrame(recs)
+
+def test_1000_single_records_on_the_fast_path_equal_the_pipeline(server, registry):
+    recs, df = hostile_records()
+    expected = registry[1].predict_proba(df)
+    c = http.client.HTTPConnection('127.0.0.1', server.port, timeout=30)
+    got, paths, warned = [], set(), []
+    for i, r in enumerate(recs):
+        st, resp, h = server.call('POST', '/predict', r, conn=c, headers=True)
+        assert st == 200 and resp['version'] == 1, resp
+        got.append([resp['probabilities'][0]['<=50K'], resp['probabilities'][0]['>50K']]); paths.add(h['x-mlnb-scorer'])
+        warned += [(i, w['field']) for w in resp['warnings']]
+    c.close()
+    assert paths == {'fast-trees'}                                          # the tree arrays answered, not a fallback
+    assert np.abs(np.array(got) - expected).max() <= 1e-6
+    known = known_categories(registry[1])                                  # what the encoders saw in training
+    unseen = [(i, f) for i, r in enumerate(recs) for f in known if r[f] is not None and r[f].strip() not in known[f] | {'?'}]
+    assert warned == unseen and {(i, 'native-country') for i in range(0, 1000, 13)} <= set(unseen)
+
+@pytest.fixture(scope='module')
+def tight(registry, tmp_path_factory):
+    "A server with small limits, strict categories and a log that rotates every 20 KB."
+    d = tmp_path_factory.mktemp('tight')
+    s = Server(registry[0].root, d/'p.jsonl', '--max-body-mb', '0.05', '--max-records', '50', '--max-errors', '5', '--strict-categories',
+               '--log-max-mb', '0.02', '--log-keep', '3')
+    s.log = d/'p.jsonl'
+    yield s
+    s.stop()
+
+def test_hostile_requests_get_4xx_and_the_server_keeps_answering(tight):
+    recs, _ = records(60)
+    r0 = json.dumps(recs[0])
+    ok = lambda: tight.call('POST', '/predict', recs[0])[0] == 200 and tight.call('GET', '/health')[0] == 200
+    cases = [
+        (b'[' * 20_000 + b']' * 20_000, 422, 'nests too deeply'),
+        (json.dumps([dict(recs[0], age=[[[[40]]]])]), 422, 'nested list'),
+        (json.dumps(recs[:51]), 413, 'more than 50 records'),
+        (json.dumps(dict(recs[0], workclass='x' * 60_000)), 413, 'larger than 0.05 MB'),
+        (r0.replace(f'"age": {recs[0]["age"]}', '"age": NaN'), 422, 'is missing (NaN)'),
+        (r0.replace(f'"hours-per-week": {recs[0]["hours-per-week"]}', '"hours-per-week": -Infinity'), 422, '-Infinity'),
+        (b'\xff\xfe{}', 422, 'not UTF-8'),
+        (json.dumps(dict(recs[0], **{'native-country': 'Atlantis'})), 422, 'never seen in training'),
+    ]
+    for body, status, words in cases:
+        st, r = tight.call('POST', '/predict', body)
+        assert st == status and words in json.dumps(r), (words, st, str(r)[:300])
+        assert ok(), words
+    st, r = tight.call('POST', '/predict', [dict(rec, age='old', gender='Robot') for rec in recs[:30]])
+    assert st == 422 and len(r['detail']) == 5 and r['errors'] == 60       # five listed, all counted
+    st, r = tight.call('POST', '/predict', r0.replace(f'"workclass": "{recs[0]["workclass"]}"', '"workclass": NaN'))
+    assert st == 200, r                                                    # a text column takes NaN as missing, like `?`
+    c = http.client.HTTPConnection('127.0.0.1', tight.port, timeout=30)   # no Content-Length: a chunked body past the limit
+    c.putrequest('POST', '/predict'); c.putheader('X-API-Key', KEY); c.putheader('Transfer-Encoding', 'chunked'); c.endheaders()
+    for _ in range(8): c.send(b'8000\r\n' + b' ' * 0x8000 + b'\r\n')
+    c.send(b'0\r\n\r\n'); r = c.getresponse()
+    assert r.status == 413 and b'larger than' in r.read()
+    c.close()
+    assert ok()
+
+def test_health_answers_while_a_maximum_request_is_scored(server):
+    recs, _ = records(10_000, seed=4)
+    body = json.dumps(recs); assert len(body) < 10 * 2**20
+    done = {}
+    def big(): done['r'] = server.call('POST', '/predict', body)
+    t = threading.Thread(target=big); t.start()
+    lat, c = [], http.client.HTTPConnection('127.0.0.1', server.port, timeout=30)
+    while t.is_alive():
+        t0 = time.perf_counter(); assert server.call('GET', '/health', conn=c)[0] == 200; lat.append(time.perf_counter() - t0)
+        time.sleep(0.005)
+    t.join(); c.close()
+    st, r = done['r']
+    assert st == 200 and len(r['predictions']) == 10_000
+    assert len(lat) >= 5 and max(lat) < 0.05, f'/health took up to {max(lat) * 1e3:.1f} ms over {len(lat)} calls'
+
+def test_keys_docs_and_failed_reload(registry, tmp_path):
+    r = subprocess.run([MLNB, 'serve', '--registry', registry[0].root, '--model', 'adult', '--port', str(free_port())],
+                       env={**os.environ, 'MLNB_API_KEYS': 'short'}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'keys need at least 16' in r.stderr
+    kf = tmp_path/'keys'; kf.write_text(KEY + '\n'); kf.chmod(0o644)
+    reg = Registry(tmp_path/'reg'); register(reg, kind='logistic', n=800); reg.promote('adult@1')
+    s = Server(reg.root, tmp_path/'p.jsonl', '--api-keys-file', kf, env_extra={'MLNB_API_KEYS': ''})
+    try:
+        assert 'may be read by group or others' in s.output()
+        for path in ('/docs', '/openapi.json', '/model'): assert s.call('GET', path, key=None)[0] == 401, path
+        st, spec = s.call('GET', '/openapi.json'); assert st == 200 and '/predict' in spec['paths']
+        assert s.call('GET', '/docs')[0] == 200
+        v2, _ = register(reg, kind='logistic', seed=3, n=800); reg.promote(f'adult@{v2}')
+        with open(reg.root/'adult'/f'v{v2}'/'model.skops', 'ab') as f: f.write(b'\0')     # the new production file is damaged
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while 'reload failed' not in s.output() and time.monotonic() < deadline: time.sleep(0.2)
+        assert 'reload failed, still serving' in s.output(), s.output()
+        assert s.call('GET', '/health')[1]['version'] == 1 and s.call('POST', '/predict', records(1)[0][0])[0] == 200
+    finally: s.stop()
+
+def test_log_is_private_rotates_and_monitor_reads_every_file(tight, registry, tmp_path):
+    recs, _ = records(50, seed=8)
+    for _ in range(8): assert tight.call('POST', '/predict', recs)[0] == 200   # 400 lines, about 120 KB
+    deadline = time.monotonic() + 10
+    while not (tight.log.parent/'p.jsonl.3').exists() and time.monotonic() < deadline: time.sleep(0.1)
+    time.sleep(0.3)
+    files = sorted(tight.log.parent.glob('p.jsonl*[0-9l]'))
+    assert [f.name for f in files] == ['p.jsonl', 'p.jsonl.1', 'p.jsonl.2', 'p.jsonl.3']
+    assert all(f.stat().st_mode & 0o777 == 0o600 and f.stat().st_size <= 0.02 * 2**20 for f in files)
+    n = sum(len(f.read_text().splitlines()) for f in files)
+    r = mlnb('monitor', '--model', 'adult', '--registry', registry[0].root, '--log', tight.log, '--runs-dir', tmp_path)
+    assert r.returncode in (0, 3), r.stdout + r.stderr
+    g = json.loads(next(tmp_path.glob('*/run.json')).read_text())['stages']['monitor']['glued']
+    assert g['rows'] == n and 100 < n < 400                                # older lines rotated away, the kept ones all read
+
 def test_monitor_reads_the_prediction_log(server, registry, tmp_path):
     n = len(server.log.read_text().splitlines())
     assert n >= 40
@@ -168,3 +305,4 @@ def test_monitor_reads_the_prediction_log(server, registry, tmp_path):
     assert r.returncode in (0, 3), r.stdout + r.stderr
     g = json.loads(next(tmp_path.glob('*/run.json')).read_text())['stages']['monitor']['glued']
     assert g['rows'] == n and not g['labelled'] and len(g['drift_table']) == 14
+    assert g['unseen_categories']['native-country'] >= 77 and 'never seen in training: native-country' in r.stdout   # Atlantis, sent 77 times
