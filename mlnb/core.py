@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #fbbd3159
 from __future__ import annotations
-import hashlib, json, os, tempfile
+import hashlib, io, json, os, tempfile, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SAFE_TYPE_PREFIXES', 'defer_rfc3987_syntax', 'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text',
-           'sha256_file', 'load_model', 'artifact_dir', 'save_artifact', 'is_artifact', 'load_artifact', 'glue',
-           'glue_artifact', 'read_scraps', 'Upstream']
+__all__ = ['defer_rfc3987_syntax', 'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text', 'sha256_file',
+           'read_verified', 'model_types', 'allowed_type', 'refused_types', 'load_model', 'artifact_dir',
+           'save_artifact', 'is_artifact', 'load_artifact', 'glue', 'glue_artifact', 'read_scraps', 'Upstream']
 
 # %% ../nbs/00_core.ipynb #116229be
 import importlib, importlib.util, sys, types
@@ -71,16 +71,96 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #225f8eca
-SAFE_TYPE_PREFIXES = ('sklearn.', 'numpy.', 'scipy.', 'builtins.', 'collections.', 'mlnb.')
+# %% ../nbs/00_core.ipynb #eff1acea
+def read_verified(path: str | Path, sha256: str, what: str = 'file') -> bytes:
+    "The bytes of the file at `path`, read once and refused unless their sha256 is `sha256`."
+    p = Path(path)
+    try: data = p.read_bytes()
+    except FileNotFoundError: raise MlnbError(f'{what} {p} is missing') from None
+    if (h := hashlib.sha256(data).hexdigest()) != sha256:
+        raise MlnbError(f'{what} {p} has sha256 {h[:12]}…, expected {sha256[:12]}…: it changed after it was written')
+    return data
 
-def load_model(path: str | Path):
-    "Load a skops model file, refusing types outside `SAFE_TYPE_PREFIXES`."
+# %% ../nbs/00_core.ipynb #225f8eca
+def model_types(data: bytes, where: str = 'model') -> dict:
+    "The types the skops file `data` names, by the skops node that builds them: `{loader: [module.name, ...]}`."
+    try: schema = json.loads(zipfile.ZipFile(io.BytesIO(data)).read('schema.json'))
+    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError) as e: raise MlnbError(f'{where}: not a skops model file ({e})') from None
+    found, todo = {}, [schema]
+    while todo:
+        s = todo.pop()
+        if isinstance(s, dict):
+            if '__loader__' in s: found.setdefault(str(s['__loader__']), set()).add(f"{s.get('__module__')}.{s.get('__class__')}")
+            todo.extend(s.values())
+        elif isinstance(s, list): todo.extend(s)
+    return {k: sorted(v) for k, v in sorted(found.items())}
+
+# %% ../nbs/00_core.ipynb #786c5b60
+_ROOTS = ('builtins', 'collections', 'numpy', 'scipy', 'sklearn', 'mlnb')
+_EXACT = {'JsonNode': {'builtins.str'}, 'DictNode': {'builtins.dict', 'collections.OrderedDict'}, 'DefaultDictNode': {'collections.defaultdict'},
+          'ListNode': {'builtins.list'}, 'SetNode': {'builtins.set'}, 'TupleNode': {'builtins.tuple'}, 'SliceNode': {'builtins.slice'},
+          'BytesNode': {'builtins.bytes'}, 'BytearrayNode': {'builtins.bytearray'}, 'DTypeNode': {'numpy.dtype'},
+          'MaskedArrayNode': {'numpy.ma.MaskedArray'}, 'RandomStateNode': {'numpy.random.mtrand.RandomState'},
+          'RandomGeneratorNode': {'numpy.random._generator.Generator'}, 'TreeNode': {'sklearn.tree._tree.Tree'}}
+_VALUES = {'builtins.str', 'builtins.int', 'builtins.float', 'builtins.bool', 'builtins.complex', 'builtins.bytes', 'builtins.object'}
+_PARTS = {'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor', 'sklearn._loss.link.Interval'}
+_CALLABLES = {'FunctionNode': 'a function', 'MethodNode': 'a bound method', 'PartialNode': 'a functools.partial', 'OperatorFuncNode': 'an operator function'}
+
+def _class(name: str):
+    "The class `name` (`module.Class`) names, importing only modules under `_ROOTS`; None for anything else."
+    mod, _, cls = name.rpartition('.')
+    if mod.split('.')[0] not in _ROOTS or not all(p.isidentifier() for p in (*mod.split('.'), cls)): return None
+    try: obj = getattr(importlib.import_module(mod), cls)
+    except Exception: return None
+    return obj if isinstance(obj, type) else None
+
+def _numpy_value(c, arrays=False) -> bool:
+    import numpy as np
+    return issubclass(c, np.generic) or (arrays and c is np.ndarray)
+
+def _estimator_or_part(c) -> bool:
+    from sklearn.base import BaseEstimator
+    from sklearn._loss.link import BaseLink
+    from sklearn._loss.loss import BaseLoss
+    return c.__module__.split('.')[0] in ('sklearn', 'mlnb') and (issubclass(c, (BaseEstimator, BaseLoss, BaseLink)) or f'{c.__module__}.{c.__qualname__}' in _PARTS)
+
+def _cython_loss(c) -> bool:
+    from sklearn._loss._loss import CyHalfMultinomialLoss, CyLossFunction
+    return c.__module__.startswith('sklearn.') and issubclass(c, (CyLossFunction, CyHalfMultinomialLoss))
+
+def _sparse(c) -> bool:
+    import scipy.sparse as sp
+    return issubclass(c, (sp.spmatrix, sp.sparray))
+
+_RULES = {'NdArrayNode': lambda c: _numpy_value(c, arrays=True), 'TypeNode': _numpy_value, 'ObjectNode': _estimator_or_part,
+          'LossNode': _cython_loss, 'SparseMatrixNode': _sparse}
+
+def allowed_type(loader: str, name: str) -> bool:
+    "May the skops node `loader` build `name`? Exact names for containers and values, a class rule for the rest."
+    if loader in _EXACT: return name in _EXACT[loader]
+    if loader == 'TypeNode' and name in _VALUES: return True
+    return loader in _RULES and (c := _class(name)) is not None and _RULES[loader](c)
+
+def refused_types(types: dict) -> list:
+    "The entries of `types` (from `model_types`) that `allowed_type` refuses, each saying what it is."
+    return [f"{n} ({_CALLABLES.get(l, 'skops ' + l)})" for l, ns in types.items() for n in ns if not allowed_type(l, n)]
+
+# %% ../nbs/00_core.ipynb #e8d1b033
+def load_model(src: str | Path | bytes, types: dict | None = None, where: str | None = None):
+    "Load a skops model from a path or its bytes: every type in it must be allowed (and, given `types`, be exactly those)."
     import skops.io as sio
-    untrusted = sio.get_untrusted_types(file=path)
-    bad = [t for t in untrusted if not t.startswith(SAFE_TYPE_PREFIXES)]
-    if bad: raise MlnbError(f'{path}: refusing to load a model holding unknown types {bad}')
-    return sio.load(path, trusted=untrusted)
+    from skops.io.exceptions import UntrustedTypesFoundException
+    data, where = (src, where or 'model') if isinstance(src, bytes) else (Path(src).read_bytes(), where or str(src))
+    found = model_types(data, where)
+    if bad := refused_types(found):
+        raise MlnbError(f"{where}: refusing to load a model holding unknown types {bad}: a model may hold only scikit-learn estimators "
+                        "and their parts, NumPy arrays and scalar types, plain containers and mlnb's own estimator classes, never a function")
+    if types is not None and found != types:
+        flat = lambda t: {f'{n} ({l})' for l, ns in t.items() for n in ns}
+        raise MlnbError(f'{where}: refusing a model whose types differ from those recorded at registration '
+                        f'(added: {sorted(flat(found) - flat(types))}, gone: {sorted(flat(types) - flat(found))})')
+    try: return sio.loads(data, trusted=sorted({n for ns in found.values() for n in ns}))
+    except UntrustedTypesFoundException as e: raise MlnbError(f'{where}: {e}') from None
 
 # %% ../nbs/00_core.ipynb #75e2f2b6
 def _is_frame(o): return type(o).__name__ == 'DataFrame' and hasattr(o, 'to_parquet')
@@ -109,16 +189,14 @@ def is_artifact(v) -> bool:
     return isinstance(v, dict) and set(v) == {'path', 'sha256', 'bytes'}
 
 def load_artifact(ref: dict, run_dir: str | Path):
-    "Load the artifact `ref` points to under `run_dir`, after checking its sha256."
+    "Load the artifact `ref` points to under `run_dir`, from bytes read once and checked against its sha256."
     p = Path(run_dir)/ref['path']
-    if not p.exists(): raise MlnbError(f'artifact {p} is missing')
-    if (h := sha256_file(p)) != ref['sha256']:
-        raise MlnbError(f'artifact {p} has sha256 {h[:12]}…, expected {ref["sha256"][:12]}…: it changed after it was written')
+    data = read_verified(p, ref['sha256'], 'artifact')
     if p.suffix == '.parquet':
         import pandas as pd
-        return pd.read_parquet(p)
-    if p.suffix == '.skops': return load_model(p)
-    if p.suffix == '.json': return json.loads(p.read_text())
+        return pd.read_parquet(io.BytesIO(data))
+    if p.suffix == '.skops': return load_model(data, where=str(p))
+    if p.suffix == '.json': return json.loads(data)
     return p
 
 # %% ../nbs/00_core.ipynb #ab3e2644
