@@ -4,12 +4,12 @@
 
 # %% ../nbs/04_registry.ipynb #2591858f
 from __future__ import annotations
-import datetime as dt, json, os, re, shutil, sqlite3, tempfile
+import datetime as dt, hashlib, hmac, io, json, os, re, shutil, sqlite3, tempfile
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-from .core import MlnbError, load_model, project_path, sha256_file
+from .core import MlnbError, load_model, model_types, project_path, read_verified, refused_types
 
 # %% auto #0
 __all__ = ['ALIASES', 'LOWER_IS_BETTER', 'ModelVersion', 'Registry', 'gate', 'model_card']
@@ -17,19 +17,52 @@ __all__ = ['ALIASES', 'LOWER_IS_BETTER', 'ModelVersion', 'Registry', 'gate', 'mo
 # %% ../nbs/04_registry.ipynb #26308513
 _SQL = '''
 create table if not exists versions(name text, version integer, created text, run_id text, sha256 text,
-  metrics text, gate_passed integer, gate_reasons text, primary key (name, version));
+  metrics text, gate_passed integer, gate_reasons text, files text, types text, signature text, primary key (name, version));
 create table if not exists aliases(name text, alias text, version integer, updated text, primary key (name, alias));
 create table if not exists events(id integer primary key autoincrement, name text, time text, action text,
   alias text, version integer, note text);
 '''
+_ADDED = {'files': 'text', 'types': 'text', 'signature': 'text'}
 ALIASES = ('production', 'staging')
 _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}')
 
 def _now(): return dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
 
+def _migrate(c: sqlite3.Connection):
+    "Add the `versions` columns an index made by an older mlnb lacks."
+    cols = lambda: {r[1] for r in c.execute('pragma table_info(versions)')}
+    if _ADDED.keys() <= cols(): return
+    c.execute('begin immediate')
+    try:
+        for col, typ in _ADDED.items():
+            if col not in cols(): c.execute(f'alter table versions add column {col} {typ}')
+        c.execute('commit')
+    except BaseException: c.execute('rollback'); raise
+
+# %% ../nbs/04_registry.ipynb #63981bc1
+def _signature(name: str, version: int, files: dict, types: dict) -> str | None:
+    "HMAC-SHA256 under `MLNB_REGISTRY_KEY` of a version's name, number, file hashes and types; None without a key."
+    if not (key := os.environ.get('MLNB_REGISTRY_KEY')): return None
+    msg = json.dumps(dict(name=name, version=version, files=files, types=types), sort_keys=True, separators=(',', ':'))
+    return hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
+
+def _check_signature(name: str, version: int, files: dict, types: dict, signature: str | None):
+    "With `MLNB_REGISTRY_KEY` set, refuse a version whose signature is missing or does not match its index row."
+    if (want := _signature(name, version, files, types)) is None: return
+    if not signature: raise MlnbError(f"registry: {name} v{version} is not signed and MLNB_REGISTRY_KEY is set: refusing it; register it again with the key set")
+    if not hmac.compare_digest(signature, want):
+        raise MlnbError(f"registry: {name} v{version}: its signature does not match its files, hashes and types under MLNB_REGISTRY_KEY "
+                        "(the index was changed, or it was signed with another key): refusing it")
+
+# %% ../nbs/04_registry.ipynb #64c656a4
+def _read(path: Path, files: dict, fn: str) -> bytes:
+    "The bytes of `path/fn`, read once and checked against `files`, the sha256s the index recorded."
+    if fn not in files: raise MlnbError(f'registry: {path} has no recorded sha256 for {fn}; register this version again')
+    return read_verified(path/fn, files[fn], 'registry: file')
+
 @dataclass
 class ModelVersion:
-    "A loaded model version: the fitted Pipeline and everything recorded with it."
+    "A loaded model version: the fitted Pipeline and everything recorded with it (`files`: each file's sha256)."
     name: str
     version: int
     path: Path
@@ -37,19 +70,23 @@ class ModelVersion:
     schema: dict
     metrics: dict
     meta: dict
+    files: dict = field(default_factory=dict, repr=False)
     def reference(self) -> pd.DataFrame:
-        "The reference sample of the training data (features, target and the model's `_proba`)."
-        return pd.read_parquet(self.path/'reference.parquet')
+        "The reference sample of the training data (features, target and the model's `_proba`), checked against the index."
+        return pd.read_parquet(io.BytesIO(_read(self.path, self.files, 'reference.parquet')))
     @property
-    def card(self) -> str: return (self.path/'card.md').read_text()
+    def card(self) -> str: return _read(self.path, self.files, 'card.md').decode()
 
 # %% ../nbs/04_registry.ipynb #47d353b6
+def _dumps(o) -> bytes: return json.dumps(o, indent=1, default=str).encode()
+def _sha(b: bytes) -> str: return hashlib.sha256(b).hexdigest()
+
 class Registry:
     "Versions, aliases and history of models under `root` (default `outputs/registry` in the project)."
     def __init__(self, root: str | Path = 'outputs/registry'):
         self.root = project_path(root); self.root.mkdir(parents=True, exist_ok=True)
         self.db = self.root/'registry.db'
-        with closing(self._connect()) as c: c.executescript(_SQL)
+        with closing(self._connect()) as c: c.executescript(_SQL); _migrate(c)
 
     def _connect(self):
         c = sqlite3.connect(self.db, timeout=30, isolation_level=None); c.row_factory = sqlite3.Row
@@ -57,29 +94,42 @@ class Registry:
 
     def register(self, name: str, pipeline, *, schema: dict, reference: pd.DataFrame, metrics: dict, run_id: str | None = None,
                  params: dict | None = None, card: str = '', gate: dict | None = None) -> int:
-        "Store a new version of model `name`; return its version number."
+        "Store a new version of model `name` with its files' hashes, its types and (with a key) a signature; return its number."
         import skops.io as sio
         if not _NAME.fullmatch(name): raise MlnbError(f"registry: model name '{name}' must be letters, digits, '.', '_' or '-'")
+        model = sio.dumps(pipeline); types = model_types(model, f"registry: model '{name}'")
+        if bad := refused_types(types): raise MlnbError(f"registry: refusing to register model '{name}': loading would refuse its types {bad}")
+        ref = io.BytesIO(); reference.to_parquet(ref, index=False)
+        data = {'model.skops': model, 'schema.json': _dumps(schema), 'reference.parquet': ref.getvalue(), 'metrics.json': _dumps(metrics), 'card.md': card.encode()}
         tmp = Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=self.root))
         try:
-            sio.dump(pipeline, tmp/'model.skops'); sha = sha256_file(tmp/'model.skops')
-            reference.to_parquet(tmp/'reference.parquet', index=False)
-            for fn, obj in [('schema.json', schema), ('metrics.json', metrics)]: (tmp/fn).write_text(json.dumps(obj, indent=1, default=str))
-            (tmp/'card.md').write_text(card)
+            for fn, b in data.items(): (tmp/fn).write_bytes(b)
             with closing(self._connect()) as c:
-                c.execute('begin immediate')
+                c.execute('begin immediate'); placed = None
                 try:
                     v = (c.execute('select max(version) from versions where name=?', (name,)).fetchone()[0] or 0) + 1
-                    meta = dict(name=name, version=v, created=_now(), run_id=run_id, sha256=sha, params=params or {}, gate=gate or {},
+                    meta = dict(name=name, version=v, created=_now(), run_id=run_id, sha256=_sha(model), params=params or {}, gate=gate or {},
                                 features=[str(f) for f in getattr(pipeline, 'feature_names_in_', reference.columns.drop(['_proba'], errors='ignore'))], classes=[str(x) for x in getattr(pipeline, 'classes_', [])])
-                    (tmp/'meta.json').write_text(json.dumps(meta, indent=1, default=str))
-                    (self.root/name).mkdir(exist_ok=True); os.replace(tmp, self.root/name/f'v{v}')
-                    c.execute('insert into versions values (?,?,?,?,?,?,?,?)', (name, v, meta['created'], run_id, sha, json.dumps(metrics, default=str),
-                              int(bool((gate or {}).get('passed'))), json.dumps((gate or {}).get('reasons', []))))
+                    data['meta.json'] = _dumps(meta); (tmp/'meta.json').write_bytes(data['meta.json'])
+                    files = {fn: _sha(b) for fn, b in data.items()}
+                    c.execute('insert into versions(name, version, created, run_id, sha256, metrics, gate_passed, gate_reasons, files, types, signature) '
+                              'values (?,?,?,?,?,?,?,?,?,?,?)', (name, v, meta['created'], run_id, meta['sha256'], json.dumps(metrics, default=str),
+                              int(bool((gate or {}).get('passed'))), json.dumps((gate or {}).get('reasons', [])), json.dumps(files), json.dumps(types),
+                              _signature(name, v, files, types)))
+                    dest = self.root/name/f'v{v}'; self._make_room(dest)
+                    os.replace(tmp, dest); placed = dest
                     c.execute('commit')
-                except BaseException: c.execute('rollback'); raise
+                except BaseException:
+                    c.execute('rollback')
+                    if placed: shutil.rmtree(placed, ignore_errors=True)
+                    raise
             return v
         finally: shutil.rmtree(tmp, ignore_errors=True)
+
+    def _make_room(self, dest: Path):
+        "Ready `dest` for a new version: a folder already there has no index row (a crash before its commit), so move it aside."
+        dest.parent.mkdir(exist_ok=True)
+        if dest.exists(): os.replace(dest, dest.with_name(f'.orphan-{dest.name}-{dt.datetime.now():%Y%m%dT%H%M%S%f}'))
 
     def resolve(self, spec: str) -> tuple:
         "`(name, version)` for `NAME`, `NAME@alias` or `NAME@version` (`NAME` alone means `NAME@production`)."
@@ -99,14 +149,17 @@ class Registry:
             return name, r[0]
 
     def load(self, spec: str) -> ModelVersion:
-        "Load the version `spec` names, refusing a model file whose sha256 differs from the index."
+        "Load the version `spec` names from files read once and checked against the index; only its recorded, allowed types."
         name, v = self.resolve(spec); path = self.root/name/f'v{v}'
-        with closing(self._connect()) as c: row = c.execute('select sha256 from versions where name=? and version=?', (name, v)).fetchone()
-        if not (path/'model.skops').exists(): raise MlnbError(f'registry: {path}/model.skops is missing')
-        if (h := sha256_file(path/'model.skops')) != row['sha256']:
-            raise MlnbError(f'registry: {path}/model.skops has sha256 {h[:12]}…, the index says {row["sha256"][:12]}…: refusing a changed model file')
-        js = lambda fn: json.loads((path/fn).read_text())
-        return ModelVersion(name, v, path, load_model(path/'model.skops'), js('schema.json'), js('metrics.json'), js('meta.json'))
+        with closing(self._connect()) as c: row = c.execute('select files, types, signature from versions where name=? and version=?', (name, v)).fetchone()
+        if row['files'] is None or row['types'] is None:
+            raise MlnbError(f"registry: {name} v{v} was registered by an older mlnb that did not record its files' hashes and types: "
+                            "refusing it; register it again (rerun its pipeline) to load it")
+        files, types = json.loads(row['files']), json.loads(row['types'])
+        _check_signature(name, v, files, types, row['signature'])
+        js = lambda fn: json.loads(_read(path, files, fn))
+        return ModelVersion(name, v, path, load_model(_read(path, files, 'model.skops'), types, where=f'registry: {path/"model.skops"}'),
+                            js('schema.json'), js('metrics.json'), js('meta.json'), files)
 
     def versions(self, name: str | None = None) -> pd.DataFrame:
         "Every version (of `name`, or of every model), newest first, with its aliases and gate result."
