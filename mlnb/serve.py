@@ -15,8 +15,9 @@ from .core import MlnbError, project_path
 
 # %% auto #0
 __all__ = ['MIN_KEY_CHARS', 'LOG_INPUTS', 'RequestError', 'NonFinite', 'parse_body', 'RecordError', 'check_records', 'TreeArrays',
-           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'Served', 'read_keys', 'key_ok',
-           'PredictionLog', 'log_files', 'read_prediction_log', 'Limits', 'create_app', 'serve', 'predict_file']
+           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'Served', 'ScoringPool', 'read_keys',
+           'key_ok', 'PredictionLog', 'log_files', 'read_prediction_log', 'Limits', 'create_app', 'serve',
+           'predict_file']
 
 # %% ../nbs/05_serve.ipynb #1e4ff78b
 class RequestError(MlnbError):
@@ -254,19 +255,58 @@ class Served:
         return [(i, f, v) for f, known in self.known.items() for i, v in enumerate(cols.get(f, ()))
                 if v is not None and (k := v.strip() if isinstance(v, str) else v) not in known and k not in self.markers]
 
-    def predict(self, body) -> tuple:
-        "`(checked columns, response dict, unseen values, scoring path)` for a JSON body of one record or many."
+    def check(self, body) -> tuple:
+        "`(checked columns, unseen values)` for a JSON body of one record or many; raises `RecordError`."
         cols = check_records(body, self.features, self.schema, self.nullable, self.max_errors)
         unseen = self.unseen(cols)
         if unseen and self.strict:
             raise RecordError([dict(record=i, field=f, error=f'{_short(v)} was never seen in training (the server runs with --strict-categories)')
                                for i, f, v in unseen[:self.max_errors]], len(unseen))
-        proba = self.scorer.predict_proba(cols)
-        pred = proba.argmax(axis=1)
-        return cols, dict(model=self.mv.name, version=self.mv.version, predictions=[self.classes[k] for k in pred],
-                          probabilities=[dict(zip(map(str, self.classes), map(float, row))) for row in proba],
-                          warnings=[dict(record=i, field=f, warning=f'{_short(v)} was never seen in training: scored as none of the known categories')
-                                    for i, f, v in unseen[:self.max_errors]]), unseen, self.scorer.path(len(proba))
+        return cols, unseen
+
+    def respond(self, proba: np.ndarray, unseen: list = ()) -> dict:
+        "The reply for scored records: model, version, predictions, probabilities and warnings."
+        return dict(model=self.mv.name, version=self.mv.version, predictions=[self.classes[k] for k in proba.argmax(axis=1)],
+                    probabilities=[dict(zip(map(str, self.classes), map(float, row))) for row in proba],
+                    warnings=[dict(record=i, field=f, warning=f'{_short(v)} was never seen in training: scored as none of the known categories')
+                              for i, f, v in unseen[:self.max_errors]])
+
+    def predict(self, body) -> tuple:
+        "`(checked columns, response dict, unseen values, scoring path)` for a JSON body of one record or many."
+        cols, unseen = self.check(body); proba = self.scorer.predict_proba(cols)
+        return cols, self.respond(proba, unseen), unseen, self.scorer.path(len(proba))
+
+# %% ../nbs/05_serve.ipynb #4669c9bc
+def _settle(fut, reply):
+    if not fut.done(): fut.set_exception(reply) if isinstance(reply, BaseException) else fut.set_result(reply)
+
+class ScoringPool:
+    "Worker threads running `work(bodies) -> replies` off the event loop; small bodies queued together go in one call."
+    def __init__(self, work, threads: int = 2, small_bytes: int = 1 << 16, most: int = 32):
+        self.work, self.small, self.most, self.q = work, small_bytes, most, queue.SimpleQueue()
+        for i in range(threads): threading.Thread(target=self._run, name=f'mlnb-score-{i}', daemon=True).start()
+
+    async def submit(self, body: bytes):
+        "The reply for `body`, made by a worker thread."
+        import asyncio
+        loop = asyncio.get_running_loop(); fut = loop.create_future()
+        self.q.put((body, loop, fut))
+        return await fut
+
+    def _take(self) -> list:
+        "The next job and, when it is small, the jobs queued behind it (up to `most`, stopping after a big one)."
+        jobs = [self.q.get()]
+        while len(jobs[-1][0]) <= self.small and len(jobs) < self.most:
+            try: jobs.append(self.q.get_nowait())
+            except queue.Empty: break
+        return jobs
+
+    def _run(self):
+        while True:
+            jobs = self._take()
+            try: replies = self.work([body for body, *_ in jobs])
+            except Exception as e: replies = [e] * len(jobs)
+            for (_, loop, fut), reply in zip(jobs, replies): loop.call_soon_threadsafe(_settle, fut, reply)
 
 # %% ../nbs/05_serve.ipynb #75643b9e
 MIN_KEY_CHARS = 16
@@ -403,7 +443,7 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
     load = lambda: Served(registry, spec, strict_categories, limits.max_errors)
     state = dict(model=load(), reloads=0, lock=threading.Lock())
     log = PredictionLog(log_path or project_path('outputs/predictions')/f"{state['model'].mv.name}.jsonl", log_max_mb, log_keep, log_inputs)
-    pool, max_bytes = anyio.CapacityLimiter(limits.threads), int(limits.max_body_mb * 2**20)
+    max_bytes = int(limits.max_body_mb * 2**20)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -427,14 +467,23 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         return dict(model=new.mv.name, version=new.mv.version, reloads=state['reloads'])
     app.state.reload, app.state.current = reload, lambda: state['model']
 
-    def score(data: bytes) -> Response:
-        "Parse, check and score one body (in a worker thread); queue the log lines."
-        m = state['model']
-        try: cols, resp, unseen, path = m.predict(parse_body(data, limits.max_records))
-        except RequestError as e: return refuse(e.status, str(e))
-        except RecordError as e: return js({'detail': e.errors, 'errors': e.total}, 422)
-        log.write(cols, resp, unseen)
-        return js(resp, headers={'X-Mlnb-Scorer': path})
+    def score(bodies: list) -> list:
+        "Replies for request bodies (in a worker thread): each parsed and checked alone, those for one model scored in one call."
+        replies, ready = [None] * len(bodies), {}
+        for i, data in enumerate(bodies):
+            m = state['model']
+            try: ready.setdefault(m, []).append((i, *m.check(parse_body(data, limits.max_records))))
+            except RequestError as e: replies[i] = refuse(e.status, str(e))
+            except RecordError as e: replies[i] = js({'detail': e.errors, 'errors': e.total}, 422)
+        for m, jobs in ready.items():
+            cols = jobs[0][1] if len(jobs) == 1 else {f: [v for _, c, _ in jobs for v in c[f]] for f in m.features}
+            n = [len(next(iter(c.values()))) for _, c, _ in jobs]
+            proba, path, at = m.scorer.predict_proba(cols), m.scorer.path(sum(n)), 0
+            for (i, c, unseen), k in zip(jobs, n):
+                resp = m.respond(proba[at:at + k], unseen); at += k
+                log.write(c, resp, unseen); replies[i] = js(resp, headers={'X-Mlnb-Scorer': path})
+        return replies
+    pool = ScoringPool(score, limits.threads)
 
     @app.get('/health')
     async def health():
@@ -454,7 +503,7 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         async for chunk in request.stream():
             size += len(chunk); body.append(chunk)
             if size > max_bytes: return refuse(413, too_big)
-        return await anyio.to_thread.run_sync(score, b''.join(body), limiter=pool)
+        return await pool.submit(b''.join(body))
 
     @app.post('/reload')
     async def reload_route(request: Request):
@@ -474,6 +523,7 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
 def serve(registry, spec: str, host: str = '127.0.0.1', port: int = 8000, max_concurrency: int | None = None, **kw):
     "Run the app under uvicorn until stopped; SIGHUP reloads the model (a failed reload is reported and the old model keeps serving)."
     import uvicorn
+    sys.setswitchinterval(0.001)  # a worker thread scoring a big batch hands the event loop the GIL within 1 ms, not 5
     app = create_app(registry, spec, **kw)
     def reload_or_keep():
         try: r = app.state.reload(); print(f"mlnb serve: reloaded {r['model']} v{r['version']}", file=sys.stderr, flush=True)
