@@ -511,13 +511,22 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         try: return js(await anyio.to_thread.run_sync(reload))
         except Exception as e: return js({'detail': f'reload failed, still serving v{state["model"].mv.version}: {e}'}, 409)
 
+    def described() -> dict:
+        "The OpenAPI description, with the X-API-Key scheme that every route but /health needs."
+        s = json.loads(json.dumps(app.openapi()))
+        s.setdefault('components', {})['securitySchemes'] = {'APIKey': {'type': 'apiKey', 'in': 'header', 'name': 'X-API-Key'}}
+        s['security'] = [{'APIKey': []}]
+        return s
+
     @app.get('/openapi.json', include_in_schema=False)
     async def openapi(request: Request):
-        return denied(request) or js(app.openapi())
+        return denied(request) or js(described())
 
     @app.get('/docs', include_in_schema=False)
-    async def docs(request: Request):
-        return denied(request) or get_swagger_ui_html(openapi_url='/openapi.json', title='mlnb model server')
+    async def docs(request: Request):  # the description is inlined: a browser fetching /openapi.json would have no key to send
+        if (r := denied(request)): return r
+        html, inline = get_swagger_ui_html(openapi_url='/openapi.json', title='mlnb model server').body.decode(), json.dumps(described()).replace('</', '<\\/')
+        return Response(html.replace("url: '/openapi.json',", f'spec: {inline},'), media_type='text/html')
     return app
 
 def serve(registry, spec: str, host: str = '127.0.0.1', port: int = 8000, max_concurrency: int | None = None, **kw):
