@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['defer_rfc3987_syntax', 'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text', 'sha256_file',
-           'read_verified', 'model_types', 'allowed_type', 'refused_types', 'load_model', 'artifact_dir',
+__all__ = ['TASK_KEYS', 'defer_rfc3987_syntax', 'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text',
+           'sha256_file', 'read_verified', 'model_types', 'allowed_type', 'refused_types', 'load_model', 'artifact_dir',
            'save_artifact', 'is_artifact', 'load_artifact', 'glue', 'glue_artifact', 'read_scraps', 'Upstream']
 
 # %% ../nbs/00_core.ipynb #116229be
@@ -103,7 +103,8 @@ _EXACT = {'JsonNode': {'builtins.str'}, 'DictNode': {'builtins.dict', 'collectio
           'MaskedArrayNode': {'numpy.ma.MaskedArray'}, 'RandomStateNode': {'numpy.random.mtrand.RandomState'},
           'RandomGeneratorNode': {'numpy.random._generator.Generator'}, 'TreeNode': {'sklearn.tree._tree.Tree'}}
 _VALUES = {'builtins.str', 'builtins.int', 'builtins.float', 'builtins.bool', 'builtins.complex', 'builtins.bytes', 'builtins.object'}
-_PARTS = {'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor', 'sklearn._loss.link.Interval'}
+_PARTS = {'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor', 'sklearn._loss.link.Interval',
+          'sklearn.calibration._CalibratedClassifier'}  # a calibrated linear SVM's per-fold (model, calibrators) pairs
 _CALLABLES = {'FunctionNode': 'a function', 'MethodNode': 'a bound method', 'PartialNode': 'a functools.partial', 'OperatorFuncNode': 'an operator function'}
 
 def _class(name: str):
@@ -216,6 +217,8 @@ def read_scraps(nb_path: str | Path) -> dict:
     if not Path(nb_path).exists(): raise MlnbError(f'upstream notebook {nb_path} does not exist')
     return {k: s.data for k, s in sb.read_notebook(str(nb_path)).scraps.items()}
 
+TASK_KEYS = ('task', 'target', 'classes', 'positive')
+
 class Upstream:
     "Read-only view of the upstream stages' glued values: `up['stage']['name']`, `up.load('name')`."
     def __init__(self, upstream: dict | None): self.paths, self._cache = dict(upstream or {}), {}
@@ -231,6 +234,10 @@ class Upstream:
         scraps = self[stage]
         if name not in scraps: raise MlnbError(f'upstream stage {stage!r} glued no {name!r}; it glued {sorted(scraps)}')
         return load_artifact(scraps[name], Path(self.paths[stage]).parent)
+    def task(self) -> dict:
+        "What the model predicts, as the stage that decided it glued it (DESIGN.md's task contract): `{task, target, classes, positive}`."
+        s = self[self.find('task')]
+        return {k: s.get(k) for k in TASK_KEYS}
     def find(self, name: str) -> str:
         "The upstream stage that glued `name` (searching every upstream stage)."
         for st in self.paths:

@@ -71,6 +71,12 @@ class ModelVersion:
     metrics: dict
     meta: dict
     files: dict = field(default_factory=dict, repr=False)
+    @property
+    def task(self) -> dict:
+        "What the model predicts (`{task, target, classes, positive}`), as recorded at registration."
+        if t := self.meta.get('task'): return t
+        classes = [str(c) for c in getattr(self.pipeline, 'classes_', [])]
+        return dict(task=('binary' if len(classes) == 2 else 'multiclass') if classes else 'regression', target=None, classes=classes, positive=None)
     def reference(self) -> pd.DataFrame:
         "The reference sample of the training data (features, target and the model's `_proba`), checked against the index."
         return pd.read_parquet(io.BytesIO(_read(self.path, self.files, 'reference.parquet')))
@@ -93,7 +99,7 @@ class Registry:
         return c
 
     def register(self, name: str, pipeline, *, schema: dict, reference: pd.DataFrame, metrics: dict, run_id: str | None = None,
-                 params: dict | None = None, card: str = '', gate: dict | None = None) -> int:
+                 params: dict | None = None, card: str = '', gate: dict | None = None, task: dict | None = None) -> int:
         "Store a new version of model `name` with its files' hashes, its types and (with a key) a signature; return its number."
         import skops.io as sio
         if not _NAME.fullmatch(name): raise MlnbError(f"registry: model name '{name}' must be letters, digits, '.', '_' or '-'")
@@ -109,7 +115,8 @@ class Registry:
                 try:
                     v = (c.execute('select max(version) from versions where name=?', (name,)).fetchone()[0] or 0) + 1
                     meta = dict(name=name, version=v, created=_now(), run_id=run_id, sha256=_sha(model), params=params or {}, gate=gate or {},
-                                features=[str(f) for f in getattr(pipeline, 'feature_names_in_', reference.columns.drop(['_proba'], errors='ignore'))], classes=[str(x) for x in getattr(pipeline, 'classes_', [])])
+                                features=[str(f) for f in getattr(pipeline, 'feature_names_in_', reference.columns.drop(['_proba'], errors='ignore'))], classes=[str(x) for x in getattr(pipeline, 'classes_', [])],
+                                task=task)
                     data['meta.json'] = _dumps(meta); (tmp/'meta.json').write_bytes(data['meta.json'])
                     files = {fn: _sha(b) for fn, b in data.items()}
                     c.execute('insert into versions(name, version, created, run_id, sha256, metrics, gate_passed, gate_reasons, files, types, signature) '

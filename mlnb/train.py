@@ -6,20 +6,23 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, TimeSeriesSplit, cross_validate
+from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.svm import LinearSVC, LinearSVR
 from .core import MlnbError
 from .prepare import normalise_missing
 
 # %% auto #0
-__all__ = ['MODELS', 'MissingMarkers', 'split_columns', 'make_preprocessor', 'make_model', 'make_pipeline',
-           'cross_validate_pipeline']
+__all__ = ['TASKS', 'MODELS', 'ALIASES', 'SCORING', 'MissingMarkers', 'split_columns', 'make_preprocessor', 'make_model',
+           'make_pipeline', 'make_cv', 'cross_validate_pipeline']
 
 # %% ../nbs/40_train.ipynb #e4c9586d
 class MissingMarkers(TransformerMixin, BaseEstimator):
@@ -37,40 +40,61 @@ def split_columns(X: pd.DataFrame) -> tuple:
     num = [c for c in X.columns if X[c].dtype.kind in 'iuf']
     return num, [c for c in X.columns if c not in num]
 
-def make_preprocessor(X: pd.DataFrame) -> ColumnTransformer:
-    "Impute + scale numeric columns, impute + one-hot encode the others."
+def make_preprocessor(X: pd.DataFrame, model: str = 'hgb') -> ColumnTransformer:
+    "Impute + scale numeric columns (to [0, 1] for naive Bayes, which needs non-negative inputs), impute + one-hot encode the others."
     num, cat = split_columns(X)
     return ColumnTransformer([
-        ('num', Pipeline([('impute', SimpleImputer(strategy='median')), ('scale', StandardScaler())]), num),
+        ('num', Pipeline([('impute', SimpleImputer(strategy='median')), ('scale', MinMaxScaler() if model == 'naive_bayes' else StandardScaler())]), num),
         ('cat', Pipeline([('impute', SimpleImputer(strategy='most_frequent')),
                           ('onehot', OneHotEncoder(handle_unknown='ignore', sparse_output=False))]), cat)],
         verbose_feature_names_out=False)
 
 # %% ../nbs/40_train.ipynb #82952eae
-MODELS = {
-    'logistic': (LogisticRegression, dict(max_iter=2000)),
-    'random_forest': (RandomForestClassifier, dict(n_estimators=200, min_samples_leaf=2, n_jobs=1)),
-    'hgb': (HistGradientBoostingClassifier, dict(max_iter=300, learning_rate=0.08, early_stopping=False)),
+TASKS = ('binary', 'multiclass', 'regression')
+MODELS = {  # name -> {kind: (class, defaults)}
+    'linear': {'classification': (LogisticRegression, dict(max_iter=2000)), 'regression': (Ridge, {})},
+    'random_forest': {'classification': (RandomForestClassifier, dict(n_estimators=200, min_samples_leaf=2, n_jobs=1)),
+                      'regression': (RandomForestRegressor, dict(n_estimators=200, min_samples_leaf=2, n_jobs=1))},
+    'hgb': {'classification': (HistGradientBoostingClassifier, dict(max_iter=300, learning_rate=0.08, early_stopping=False)),
+            'regression': (HistGradientBoostingRegressor, dict(max_iter=300, learning_rate=0.08, early_stopping=False))},
+    'naive_bayes': {'classification': (ComplementNB, {})},
+    'linear_svm': {'classification': (LinearSVC, dict(max_iter=5000)), 'regression': (LinearSVR, dict(max_iter=5000))},
 }
+ALIASES = {'logistic': 'linear'}
 
-def make_model(name: str, params: dict | None = None, seed: int = 0):
-    "The classifier `name` with its defaults, `params` on top, and the seed."
+def make_model(name: str, params: dict | None = None, seed: int = 0, task: str = 'binary'):
+    "The model `name` for `task` (classifier or regressor) with its defaults, `params` on top, and the seed."
+    if task not in TASKS: raise MlnbError(f"train: task '{task}' is not one of {', '.join(TASKS)}")
+    name, kind = ALIASES.get(name, name), 'regression' if task == 'regression' else 'classification'
     if name not in MODELS: raise MlnbError(f"train: model '{name}' is not one of {', '.join(MODELS)}")
-    cls, defaults = MODELS[name]
+    if kind not in MODELS[name]: raise MlnbError(f"train: model '{name}' has no {kind} form; for {task} use one of {', '.join(m for m in MODELS if kind in MODELS[m])}")
+    cls, defaults = MODELS[name][kind]
     kw = {**defaults, **(params or {})}
     if bad := set(kw) - set(cls().get_params()): raise MlnbError(f"train: {cls.__name__} has no parameter {', '.join(sorted(bad))} (model_params)")
     if 'random_state' in cls().get_params(): kw.setdefault('random_state', seed)
-    return cls(**kw)
+    m = cls(**kw)
+    return CalibratedClassifierCV(m, cv=3) if name == 'linear_svm' and kind == 'classification' else m
 
-def make_pipeline(X: pd.DataFrame, name: str, params: dict | None = None, seed: int = 0, markers=('?',)) -> Pipeline:
-    "One Pipeline: missing-value markers, the preprocessing for `X`, then the model `name`."
-    return Pipeline([('markers', MissingMarkers(list(markers))), ('prep', make_preprocessor(X)), ('model', make_model(name, params, seed))])
+def make_pipeline(X: pd.DataFrame, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary') -> Pipeline:
+    "One Pipeline: missing-value markers, the preprocessing for `X`, then the model `name` for `task`."
+    return Pipeline([('markers', MissingMarkers(list(markers))), ('prep', make_preprocessor(X, ALIASES.get(name, name))),
+                     ('model', make_model(name, params, seed, task))])
 
 # %% ../nbs/40_train.ipynb #dc60bcd9
-def cross_validate_pipeline(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, scoring: list, seed: int) -> pd.DataFrame:
-    "Scores of `pipe` on each of `folds` stratified folds, one row per fold (log loss reported positive)."
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    try: r = cross_validate(pipe, X, y, cv=cv, scoring=scoring, n_jobs=1, error_score='raise')
+SCORING = {'binary': ['roc_auc', 'accuracy', 'balanced_accuracy', 'neg_log_loss'],
+           'multiclass': ['f1_macro', 'accuracy', 'balanced_accuracy', 'neg_log_loss'],
+           'regression': ['r2', 'neg_root_mean_squared_error', 'neg_mean_absolute_error']}
+
+def make_cv(task: str, folds: int, seed: int, split: str = 'stratified'):
+    "The cross-validation splitter for `task` that follows how the data was split (`stratified`, `random`, `time`, `group`)."
+    if split == 'time': return TimeSeriesSplit(folds)
+    if split == 'group': return GroupKFold(folds)
+    return StratifiedKFold(folds, shuffle=True, random_state=seed) if task != 'regression' else KFold(folds, shuffle=True, random_state=seed)
+
+def cross_validate_pipeline(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, scoring: list, seed: int,
+                            task: str = 'binary', split: str = 'stratified', groups=None) -> pd.DataFrame:
+    "Scores of `pipe` on each of `folds` folds (see `make_cv`), one row per fold (`neg_` scores reported positive)."
+    try: r = cross_validate(pipe, X, y, cv=make_cv(task, folds, seed, split), groups=groups, scoring=scoring, n_jobs=1, error_score='raise')
     except ValueError as e:
         if 'scor' in str(e): raise MlnbError(f'train: scoring {scoring}: {e}') from None
         raise
