@@ -236,8 +236,9 @@ class Upstream:
         return load_artifact(scraps[name], Path(self.paths[stage]).parent)
     def task(self) -> dict:
         "What the model predicts, as the stage that decided it glued it (DESIGN.md's task contract): `{task, target, classes, positive}`."
-        s = self[self.find('task')]
-        return {k: s.get(k) for k in TASK_KEYS}
+        for st in self.paths:
+            if all(k in self[st] for k in TASK_KEYS): return {k: self[st][k] for k in TASK_KEYS}
+        raise MlnbError(f'no upstream stage decided the task (glued {", ".join(TASK_KEYS)}); make prepare an upstream stage (upstream: {sorted(self.paths)})')
     def find(self, name: str) -> str:
         "The upstream stage that glued `name` (searching every upstream stage)."
         for st in self.paths:

@@ -4,17 +4,21 @@
 
 # %% ../nbs/70_deploy.ipynb #52deea98
 from __future__ import annotations
+import numpy as np
 import pandas as pd
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['reference_sample']
+__all__ = ['GATE_METRIC', 'reference_sample']
 
 # %% ../nbs/70_deploy.ipynb #7cd7dbaa
-def reference_sample(train: pd.DataFrame, pipeline, positive, n: int, seed: int) -> pd.DataFrame:
-    "A seeded sample of `n` training rows with the model's probability of `positive` as `_proba`."
+GATE_METRIC = {'binary': 'roc_auc', 'multiclass': 'f1_macro', 'regression': 'r2'}
+
+def reference_sample(train: pd.DataFrame, pipeline, positive, n: int, seed: int, task: str = 'binary') -> pd.DataFrame:
+    "A seeded sample of `n` training rows with the model's output: `_proba` of `positive` (binary) or `_prediction`."
     ref = train.sample(min(n, len(train)), random_state=seed).reset_index(drop=True)
+    X = ref[[c for c in ref.columns if c in pipeline.feature_names_in_]]
+    if task != 'binary': return ref.assign(_prediction=pipeline.predict(X) if task == 'regression' else pipeline.predict(X).astype(str))
     classes = [str(c) for c in pipeline.classes_]
     if str(positive) not in classes: raise MlnbError(f"deploy: positive class '{positive}' is not one of {classes}")
-    X = ref[[c for c in ref.columns if c in pipeline.feature_names_in_]]
     return ref.assign(_proba=pipeline.predict_proba(X)[:, classes.index(str(positive))])

@@ -216,7 +216,7 @@ class Registry:
         return h[-2]
 
 # %% ../nbs/04_registry.ipynb #be8aa606
-LOWER_IS_BETTER = ('log_loss', 'brier', 'rmse', 'mae', 'mse')
+LOWER_IS_BETTER = ('log_loss', 'brier', 'rmse', 'mae', 'mse', 'median_ae', 'mape')
 
 def gate(metrics: dict, minimums: dict, production: dict | None = None, metric: str = 'roc_auc', tolerance: float = 0.01) -> dict:
     "`{passed, reasons}`: do `metrics` reach `minimums` and stay within `tolerance` of `production` on `metric`?"
@@ -232,20 +232,22 @@ def gate(metrics: dict, minimums: dict, production: dict | None = None, metric: 
     return dict(passed=not reasons, reasons=reasons)
 
 # %% ../nbs/04_registry.ipynb #3bddebb0
-def model_card(name: str, metrics: dict, schema: dict, *, target: str, positive: str, n_train: int, run_id: str | None,
-               model: str, gate_result: dict, data: str = '', top_features: list | None = None) -> str:
+def model_card(name: str, metrics: dict, schema: dict, *, target: str, positive: str | None, n_train: int, run_id: str | None,
+               model: str, gate_result: dict, data: str = '', top_features: list | None = None, task: str = 'binary', classes: list | None = None) -> str:
     "A markdown model card: data, metrics, what drives the predictions, intended use and limits."
     m = '\n'.join(f'| {k} | {v:.4f} |' for k, v in metrics.items() if isinstance(v, float))
     top = ''.join(f"| {t['feature']} | {t['mean_abs_shap']:.4f} |\n" for t in (top_features or [])[:10])
     top = f"\n## What drives the predictions\nMean absolute SHAP value per input (explain stage):\n\n| input | mean abs SHAP |\n|---|---|\n{top}" if top else ''
     cols = ', '.join(f'`{c}`' for c in schema if c != target)
+    what = {'binary': f'a binary classifier, positive class `{positive}`', 'regression': 'a regression model (predicts a number)',
+            'multiclass': f"a classifier of {len(classes or [])} classes ({', '.join(f'`{c}`' for c in (classes or [])[:10])})"}[task]
     return f"""# Model card: {name}
 
-**Model:** {model} in one scikit-learn Pipeline (missing-value markers, imputation, scaling, one-hot encoding, classifier).
+**Model:** {model} in one scikit-learn Pipeline (missing-value markers, imputation, scaling, one-hot encoding, then the model).
 **Made by:** mlnb run `{run_id}`. **Gate:** {'passed' if gate_result.get('passed') else 'failed: ' + '; '.join(gate_result.get('reasons', []))}.
 
 ## Data
-Trained on {n_train:,} rows{f' from {data}' if data else ''}. Inputs: {cols}. Target: `{target}`; positive class `{positive}`.
+Trained on {n_train:,} rows{f' from {data}' if data else ''}. Inputs: {cols}. Target: `{target}`; {what}.
 
 ## Metrics (held-out test set)
 | metric | value |

@@ -17,7 +17,7 @@ def test_manifest(small_run):
     _, run_dir, d = small_run
     m = json.loads((run_dir/'run.json').read_text())
     assert m['status'] == 'ok' and m['run_id'] == run_dir.name and m['ended'] >= m['started']
-    assert list(m['stages']) == STAGES and m['params']['shared'] == {'target': 'income', 'seed': 42, 'missing_markers': ['?']}
+    assert list(m['stages']) == STAGES and m['params']['shared'] == {'target': 'income', 'seed': 42, 'missing_markers': ['?'], 'positive': '>50K'}
     assert m['params_file'] == str(d/'small.yaml') and (run_dir/'params.yaml').read_text() == (d/'small.yaml').read_text()
     assert re.fullmatch(r'[0-9a-f]{40}', m['git']['commit'] or '0'*40) and m['environment']['packages']['pandas']
     assert m['environment']['python'].startswith('3.')
