@@ -22,7 +22,7 @@ from .prepare import normalise_missing
 
 # %% auto #0
 __all__ = ['TASKS', 'MODELS', 'ALIASES', 'SCORING', 'MissingMarkers', 'split_columns', 'make_preprocessor', 'make_model',
-           'make_pipeline', 'make_cv', 'cross_validate_pipeline']
+           'compose', 'make_pipeline', 'make_cv', 'cross_validate_pipeline']
 
 # %% ../nbs/40_train.ipynb #e4c9586d
 class MissingMarkers(TransformerMixin, BaseEstimator):
@@ -75,10 +75,13 @@ def make_model(name: str, params: dict | None = None, seed: int = 0, task: str =
     m = cls(**kw)
     return CalibratedClassifierCV(m, cv=3) if name == 'linear_svm' and kind == 'classification' else m
 
+def compose(prep, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary') -> Pipeline:
+    "One Pipeline: missing-value markers, the preprocessing `prep` (unfitted), then the model `name` for `task`."
+    return Pipeline([('markers', MissingMarkers(list(markers))), ('prep', prep), ('model', make_model(name, params, seed, task))])
+
 def make_pipeline(X: pd.DataFrame, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary') -> Pipeline:
-    "One Pipeline: missing-value markers, the preprocessing for `X`, then the model `name` for `task`."
-    return Pipeline([('markers', MissingMarkers(list(markers))), ('prep', make_preprocessor(X, ALIASES.get(name, name))),
-                     ('model', make_model(name, params, seed, task))])
+    "`compose` with the plain preprocessing for `X` (numeric and categorical columns), for use without a features stage."
+    return compose(make_preprocessor(X, ALIASES.get(name, name)), name, params, seed, markers, task)
 
 # %% ../nbs/40_train.ipynb #dc60bcd9
 SCORING = {'binary': ['roc_auc', 'accuracy', 'balanced_accuracy', 'neg_log_loss'],

@@ -10,7 +10,8 @@ def small_params(**over) -> dict:
     "The default parameter file, shrunk to a 3,000-row sample and a fast model."
     p = yaml.safe_load((ROOT/'params'/'default.yaml').read_text())
     p['stages']['ingest']['params']['sample_rows'] = 3000
-    p['stages']['train']['params'].update(model='logistic', cv_folds=2)
+    p['shared']['model'] = 'logistic'
+    p['stages']['train']['params'].update(cv_folds=2)
     p['stages']['explain']['params'].update(sample_size=60, local_rows=[0, 1])
     for stage, params in over.items(): p['stages'][stage].setdefault('params', {}).update(params)
     return p

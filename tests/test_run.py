@@ -4,7 +4,7 @@ import nbformat, pytest, scrapbook as sb
 from mlnb.core import sha256_file
 from conftest import ROOT, mlnb, small_params, write_params
 
-STAGES = ['ingest', 'validate', 'prepare', 'train', 'evaluate', 'explain', 'deploy']
+STAGES = ['ingest', 'validate', 'prepare', 'features', 'train', 'evaluate', 'explain', 'deploy']
 
 def test_run_prints_a_line_per_stage_and_the_report(small_run):
     r, run_dir, _ = small_run
@@ -17,7 +17,7 @@ def test_manifest(small_run):
     _, run_dir, d = small_run
     m = json.loads((run_dir/'run.json').read_text())
     assert m['status'] == 'ok' and m['run_id'] == run_dir.name and m['ended'] >= m['started']
-    assert list(m['stages']) == STAGES and m['params']['shared'] == {'target': 'income', 'seed': 42, 'missing_markers': ['?'], 'positive': '>50K'}
+    assert list(m['stages']) == STAGES and m['params']['shared'] == {'target': 'income', 'seed': 42, 'missing_markers': ['?'], 'positive': '>50K', 'model': 'logistic'}
     assert m['params_file'] == str(d/'small.yaml') and (run_dir/'params.yaml').read_text() == (d/'small.yaml').read_text()
     assert re.fullmatch(r'[0-9a-f]{40}', m['git']['commit'] or '0'*40) and m['environment']['packages']['pandas']
     assert m['environment']['python'].startswith('3.')
@@ -28,7 +28,7 @@ def test_manifest(small_run):
         for ref in st['artifacts'].values():                                    # every artifact is where the manifest says
             assert sha256_file(run_dir/ref['path']) == ref['sha256'] and (run_dir/ref['path']).stat().st_size == ref['bytes']
     assert m['stages']['ingest']['parameters']['sample_rows'] == 3000 and m['stages']['ingest']['parameters']['seed'] == 42
-    assert m['stages']['evaluate']['parameters']['upstream'] == {'train': str(run_dir/'04_train.ipynb'), 'prepare': str(run_dir/'03_prepare.ipynb')}
+    assert m['stages']['evaluate']['parameters']['upstream'] == {'train': str(run_dir/'05_train.ipynb'), 'prepare': str(run_dir/'03_prepare.ipynb')}
     assert m['stages']['train']['parameters']['artifacts'] == str(run_dir/'artifacts'/'train')
     assert set(m['stages']['train']['artifacts']) == {'pipeline'} and set(m['stages']['prepare']['artifacts']) == {'train', 'test'}
     assert not list(run_dir.rglob('*.tmp'))
@@ -44,7 +44,7 @@ def test_glued_values_and_metrics(small_run):
     ev = g['evaluate']
     assert ev['n'] == g['prepare']['n_test'] and 0.85 < ev['roc_auc'] <= 1 and 0 < ev['log_loss'] < 1
     assert all(0 <= ev[k] <= 1 for k in ['accuracy', 'precision', 'recall', 'f1', 'pr_auc'])
-    scraps = sb.read_notebook(str(run_dir/'05_evaluate.ipynb')).scraps       # the manifest repeats what the notebook glued
+    scraps = sb.read_notebook(str(run_dir/'06_evaluate.ipynb')).scraps       # the manifest repeats what the notebook glued
     assert scraps['roc_auc'].data == ev['roc_auc']
 
 def test_executed_notebooks_and_report(small_run):
@@ -55,7 +55,7 @@ def test_executed_notebooks_and_report(small_run):
         assert len(injected) == 1 and 'upstream' in injected[0].source
         assert all(c.execution_count for c in nb.cells if c.cell_type == 'code' and c.source.strip())
         assert (run_dir/f'{i:02d}_{s}.html').stat().st_size > 10_000
-    nb = nbformat.read(run_dir/'05_evaluate.ipynb', as_version=4)
+    nb = nbformat.read(run_dir/'06_evaluate.ipynb', as_version=4)
     assert any('image/png' in o.get('data', {}) for c in nb.cells if c.cell_type == 'code' for o in c.outputs)
     page = (run_dir/'report.html').read_text()
     assert all(f'href="{i:02d}_{s}.html"' in page for i, s in enumerate(STAGES, 1)) and 'roc_auc=' in page
@@ -158,7 +158,7 @@ def test_deploy_registers_and_gates(small_run, tmp_path):
     m2 = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())['stages']['deploy']['glued']
     assert m2['version'] == latest + 1 and not m2['promoted'] and 'roc_auc' in m2['gate_reasons'][0]
     assert reg.resolve('adult-income') == production
-    nb = (tmp_path/'runs').glob('*/07_deploy.ipynb').__next__().read_text()
+    nb = (tmp_path/'runs').glob('*/08_deploy.ipynb').__next__().read_text()
     assert 'failed the gate' in nb
 
 def test_two_runs_at_once(tmp_path):
