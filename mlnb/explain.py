@@ -9,17 +9,21 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 import shap
+from scipy import sparse
+from sklearn.base import is_regressor
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, GradientBoostingClassifier, GradientBoostingRegressor, HistGradientBoostingClassifier,
+                              HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor)
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from .core import MlnbError
 
 # %% auto #0
 __all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'explain_pipeline',
-           'explained_output', 'group_explanation', 'global_importance', 'draw_rows', 'local_positions']
+           'explained_output', 'group_explanation', 'global_importance', 'class_importance', 'for_rows_class',
+           'draw_rows', 'local_positions']
 
 # %% ../nbs/60_explain.ipynb #48dca3ca
 def _onehot(trans) -> OneHotEncoder | None:
@@ -50,11 +54,15 @@ def group_values(values: np.ndarray, origins: pd.Series) -> pd.DataFrame:
 EXPLAINERS = [  # (model types, explainer kind, scale of the explained output)
     ((HistGradientBoostingClassifier, GradientBoostingClassifier), 'tree', 'log-odds'),
     ((RandomForestClassifier, ExtraTreesClassifier, DecisionTreeClassifier), 'tree', 'probability'),
-    ((LogisticRegression,), 'linear', 'log-odds')]
+    ((LogisticRegression,), 'linear', 'log-odds'),
+    ((HistGradientBoostingRegressor, GradientBoostingRegressor, RandomForestRegressor, ExtraTreesRegressor, DecisionTreeRegressor), 'tree', 'target units'),
+    ((Ridge, LinearRegression, Lasso, ElasticNet), 'linear', 'target units')]
 
 def explainer_kind(model) -> tuple:
     "`(kind, output scale)` of the SHAP explainer for `model`: tree, linear, else model-agnostic permutation."
-    return next(((k, s) for types, k, s in EXPLAINERS if isinstance(model, types)), ('permutation', 'probability'))
+    kind, scale = next(((k, s) for types, k, s in EXPLAINERS if isinstance(model, types)),
+                       ('permutation', 'target units' if is_regressor(model) else 'probability'))
+    return kind, 'softmax logit' if scale == 'log-odds' and len(getattr(model, 'classes_', ())) > 2 else scale
 
 def class_index(model, positive) -> int:
     "Position of the `positive` class in `model.classes_`."
@@ -69,43 +77,66 @@ def _model_parts(pipe: Pipeline) -> tuple:
         raise MlnbError(f"explain: the pipeline has no step {', '.join(missing)}; its steps are {list(pipe.named_steps)}")
     return pipe.named_steps['prep'], pipe.named_steps['model']
 
-def explain_pipeline(pipe: Pipeline, X: pd.DataFrame, background: pd.DataFrame, positive, seed: int = 0) -> shap.Explanation:
-    "SHAP values of the `positive` class for rows `X` over the features `pipe` feeds its model (`background`: reference rows for linear and permutation explainers)."
-    prep, model = _model_parts(pipe)
-    i, (kind, _), names = class_index(model, positive), explainer_kind(model), prep.get_feature_names_out()
-    Xt, bg = (np.asarray(pipe[:-1].transform(d), dtype=float) for d in (X, background))
-    if Xt.shape[1] != len(names): raise MlnbError(f"explain: the model sees {Xt.shape[1]} features but step prep makes {len(names)}")
-    if kind == 'tree': e = shap.TreeExplainer(model, feature_perturbation='tree_path_dependent')(Xt)
-    elif kind == 'linear': e = shap.LinearExplainer(model, bg)(Xt)
-    else:
-        f = lambda Z: model.predict_proba(Z)[:, i]
-        e = shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=len(bg)), seed=seed)(Xt, max_evals=max(500, 2*Xt.shape[1] + 1), silent=True)
-    v = e.values; b = np.broadcast_to(np.asarray(e.base_values, dtype=float), v.shape[:1] + v.shape[2:])
-    if v.ndim == 3: v, b = v[..., i], b[..., i]
-    elif kind != 'permutation' and i == 0: v, b = -v, -b
-    return shap.Explanation(v, base_values=np.array(b, dtype=float), data=Xt, feature_names=list(names))
+def _dense(Z) -> np.ndarray:
+    "`Z` (the preprocessed rows, maybe sparse) as a dense float array."
+    return np.asarray(Z.toarray() if sparse.issparse(Z) else Z, dtype=float)
 
-def explained_output(pipe: Pipeline, X: pd.DataFrame, positive) -> np.ndarray:
-    "The output of `pipe` for rows `X` that `explain_pipeline`'s base value plus SHAP values add up to."
+def _raw_explanation(model, kind: str, Xt: np.ndarray, bg: np.ndarray, seed: int) -> shap.Explanation:
+    "SHAP values of every output of `model` for the preprocessed rows `Xt` (`bg`: background rows for linear and permutation explainers)."
+    if kind == 'tree': return shap.TreeExplainer(model, feature_perturbation='tree_path_dependent')(Xt)
+    if kind == 'linear': return shap.LinearExplainer(model, bg)(Xt)
+    f = model.predict if is_regressor(model) else model.predict_proba
+    return shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=len(bg)), seed=seed)(Xt, max_evals=max(500, 2*Xt.shape[1] + 1), silent=True)
+
+def explain_pipeline(pipe: Pipeline, X: pd.DataFrame, background: pd.DataFrame, positive=None, seed: int = 0) -> shap.Explanation:
+    "SHAP values for rows `X` over the features `pipe` feeds its model: of the `positive` class if given, else of every class (rows x features x classes), or of a regressor's prediction."
+    prep, model = _model_parts(pipe)
+    (kind, _), names = explainer_kind(model), prep.get_feature_names_out()
+    Xt, bg = (_dense(pipe[:-1].transform(d)) for d in (X, background))
+    if Xt.shape[1] != len(names): raise MlnbError(f"explain: the model sees {Xt.shape[1]} features but step prep makes {len(names)}")
+    e = _raw_explanation(model, kind, Xt, bg, seed)
+    v = e.values; b = np.broadcast_to(np.asarray(e.base_values, dtype=float), v.shape[:1] + v.shape[2:])
+    classes = None if is_regressor(model) else [str(c) for c in model.classes_]
+    if classes and v.ndim == 2: v, b = np.stack([-v, v], -1), np.stack([-b, b], -1)  # one output: log-odds of classes_[1]
+    if classes and positive is not None: i = class_index(model, positive); v, b = v[..., i], b[..., i]
+    return shap.Explanation(v, base_values=np.array(b, dtype=float), data=Xt, feature_names=list(names),
+                            output_names=classes if v.ndim == 3 else None)
+
+def explained_output(pipe: Pipeline, X: pd.DataFrame, positive=None) -> np.ndarray:
+    "The output of `pipe` for rows `X` that `explain_pipeline`'s base value plus SHAP values add up to (for every class when `positive` is None)."
     _, model = _model_parts(pipe)
-    i = class_index(model, positive)
-    if explainer_kind(model)[1] == 'probability': return pipe.predict_proba(X)[:, i]
-    d = pipe.decision_function(X)
-    return d[:, i] if d.ndim == 2 else (d if i == 1 else -d)
+    if is_regressor(model): return np.asarray(pipe.predict(X), dtype=float)
+    if explainer_kind(model)[1] == 'probability': out = pipe.predict_proba(X)
+    else: out = pipe.decision_function(X); out = out if out.ndim == 2 else np.column_stack([-out, out])
+    return out if positive is None else out[:, class_index(model, positive)]
 
 # %% ../nbs/60_explain.ipynb #cda0860f
 def group_explanation(e: shap.Explanation, origins: pd.Series, X: pd.DataFrame) -> shap.Explanation:
-    "`e` with each original column's feature values summed, and the rows `X` as data (categoricals as NaN, text kept for display)."
-    g = group_values(e.values, origins)
+    "`e` with each original column's feature values summed (per class, if several), and the rows `X` as data (categoricals as NaN, text kept for display)."
+    v = np.asarray(e.values)
+    gs = [group_values(v[..., k], origins) for k in range(v.shape[2])] if v.ndim == 3 else [group_values(v, origins)]
+    cols = list(gs[0].columns)
     num = lambda c: c in X and X[c].dtype.kind in 'iufb'
-    data = np.column_stack([X[c].astype(float).to_numpy() if num(c) else np.full(len(X), np.nan) for c in g.columns])
-    return shap.Explanation(g.to_numpy(), base_values=e.base_values, data=data,
-                            display_data=X.reindex(columns=g.columns).to_numpy(dtype=object), feature_names=list(g.columns))
+    data = np.column_stack([X[c].astype(float).to_numpy() if num(c) else np.full(len(X), np.nan) for c in cols])
+    return shap.Explanation(np.stack([g.to_numpy() for g in gs], -1) if v.ndim == 3 else gs[0].to_numpy(), base_values=e.base_values, data=data,
+                            display_data=X.reindex(columns=cols).to_numpy(dtype=object), feature_names=cols, output_names=e.output_names)
 
 def global_importance(e: shap.Explanation) -> pd.DataFrame:
-    "Mean |SHAP value| per feature of `e` and its share of the total, the most important first."
-    imp = pd.DataFrame({'feature': e.feature_names, 'mean_abs_shap': np.abs(e.values).mean(0)})
+    "Mean |SHAP value| per feature of `e` (averaged over classes, if several) and its share of the total, the most important first."
+    a = np.abs(np.asarray(e.values)).mean(0)
+    imp = pd.DataFrame({'feature': e.feature_names, 'mean_abs_shap': a.mean(-1) if a.ndim == 2 else a})
     return imp.assign(share=imp.mean_abs_shap / imp.mean_abs_shap.sum()).sort_values('mean_abs_shap', ascending=False, ignore_index=True)
+
+def class_importance(e: shap.Explanation) -> pd.DataFrame:
+    "Mean |SHAP value| per feature (rows) and class (columns) of a several-class `e`, the most important feature (averaged over classes) first."
+    if np.ndim(e.values) != 3: raise MlnbError('explain: class_importance needs SHAP values of several classes (rows x features x classes)')
+    t = pd.DataFrame(np.abs(e.values).mean(0), index=pd.Index(e.feature_names, name='feature'), columns=list(e.output_names))
+    return t.loc[t.mean(1).sort_values(ascending=False, kind='stable').index]
+
+def for_rows_class(e: shap.Explanation, idx) -> shap.Explanation:
+    "The values of class `idx[r]` for each row `r` of a several-class `e` (one output per row)."
+    r, idx = np.arange(len(e.values)), np.asarray(idx)
+    return shap.Explanation(e.values[r, :, idx], base_values=np.asarray(e.base_values)[r, idx], data=e.data, display_data=e.display_data, feature_names=e.feature_names)
 
 # %% ../nbs/60_explain.ipynb #81ee4901
 def draw_rows(df: pd.DataFrame, n: int, seed: int, param: str) -> pd.DataFrame:
