@@ -237,8 +237,8 @@ class Upstream:
     def task(self) -> dict:
         "What the model predicts, as the stage that decided it glued it (DESIGN.md's task contract): `{task, target, classes, positive}`."
         for st in self.paths:
-            if all(k in self[st] for k in TASK_KEYS): return {k: self[st][k] for k in TASK_KEYS}
-        raise MlnbError(f'no upstream stage decided the task (glued {", ".join(TASK_KEYS)}); make prepare an upstream stage (upstream: {sorted(self.paths)})')
+            if 'task' in self[st] and 'target' in self[st]: return {k: self[st].get(k) for k in TASK_KEYS}  # a None value is not kept as a scrap
+        raise MlnbError(f'no upstream stage decided the task (glued task and target); make prepare an upstream stage (upstream: {sorted(self.paths)})')
     def find(self, name: str) -> str:
         "The upstream stage that glued `name` (searching every upstream stage)."
         for st in self.paths:

@@ -17,7 +17,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler, T
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['ROLES', 'infer_role', 'infer_roles', 'TextCleaner', 'DateParts', 'make_preprocessor', 'block_sizes']
+__all__ = ['ROLES', 'infer_role', 'infer_roles', 'TextCleaner', 'DateParts', 'Tfidf', 'make_preprocessor', 'block_sizes']
 
 # %% ../nbs/35_features.ipynb #9dd3b518
 ROLES = ('numeric', 'categorical', 'text', 'datetime', 'id')
@@ -88,6 +88,17 @@ class DateParts(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         return np.asarray([f'{c}_{p}' for c in self.feature_names_in_ for p in ('year', 'month', 'dayofweek', 'hour', 'days')], dtype=object)
 
+class Tfidf(TfidfVectorizer):
+    "scikit-learn's TfidfVectorizer, saved compactly: the vocabulary as one array of terms, without the list of cut-off terms."
+    def __getstate__(self):
+        state = dict(super().__getstate__()); state.pop('stop_words_', None)  # the terms min_df/max_features cut: introspection only
+        if (vocab := state.pop('vocabulary_', None)) is not None:
+            terms = sorted(vocab, key=vocab.get); state['_terms'] = np.array(terms, dtype=str)
+        return state
+    def __setstate__(self, state):
+        terms = state.pop('_terms', None); super().__setstate__(state)
+        if terms is not None: self.vocabulary_ = {str(t): i for i, t in enumerate(terms)}
+
 # %% ../nbs/35_features.ipynb #1bc8f4dd
 def _scaler(model: str): return MinMaxScaler() if model == 'naive_bayes' else StandardScaler()
 
@@ -109,15 +120,16 @@ def make_preprocessor(roles: pd.DataFrame, model: str = 'hgb', task: str = 'bina
         blocks.append(('cat_target', Pipeline([('impute', SimpleImputer(strategy='most_frequent')), ('target', te)]), wide))
     svd = text_svd or (100 if model in ('hgb',) else 0)   # HistGradientBoosting takes no sparse input
     for c in by('text'):
-        words = TfidfVectorizer(ngram_range=tuple(text_ngrams), min_df=2, max_features=text_max_features, sublinear_tf=True)
-        vec = FeatureUnion([('words', words), ('chars', TfidfVectorizer(analyzer='char_wb', ngram_range=tuple(text_char_ngrams), min_df=2,
+        words = Tfidf(ngram_range=tuple(text_ngrams), min_df=2, max_features=text_max_features, sublinear_tf=True)
+        vec = FeatureUnion([('words', words), ('chars', Tfidf(analyzer='char_wb', ngram_range=tuple(text_char_ngrams), min_df=2,
                                                                          max_features=text_max_features, sublinear_tf=True))]) if text_char_ngrams else words
         steps = [('clean', TextCleaner(stop_words)), ('tfidf', vec)] + ([('svd', TruncatedSVD(svd, random_state=seed))] if svd else [])
         blocks.append((f'text_{c}', Pipeline(steps), c))
     if dates := by('datetime'):
         blocks.append(('dates', Pipeline([('parts', DateParts()), ('impute', SimpleImputer(strategy='median', keep_empty_features=True)), ('scale', _scaler(model))]), dates))
     if not blocks: raise MlnbError('features: no column is left to learn from (every column is an id or dropped)')
-    return ColumnTransformer(blocks, remainder='drop', verbose_feature_names_out=False)
+    texts = any(n.startswith('text_') for n, *_ in blocks)  # two text columns share words: their features are then named block__term
+    return ColumnTransformer(blocks, remainder='drop', verbose_feature_names_out=texts)
 
 def block_sizes(ct: ColumnTransformer) -> pd.DataFrame:
     "Output features per block of the fitted `ct`, with the input columns of each."
