@@ -15,8 +15,8 @@ from .core import MlnbError, project_path
 
 # %% auto #0
 __all__ = ['MIN_KEY_CHARS', 'LOG_INPUTS', 'RequestError', 'NonFinite', 'parse_body', 'RecordError', 'check_records', 'TreeArrays',
-           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'Served', 'ScoringPool', 'read_keys',
-           'key_ok', 'PredictionLog', 'log_files', 'read_prediction_log', 'Limits', 'create_app', 'serve',
+           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'Served', 'ScoringPool',
+           'read_keys', 'key_ok', 'PredictionLog', 'log_files', 'read_prediction_log', 'Limits', 'create_app', 'serve',
            'predict_file']
 
 # %% ../nbs/05_serve.ipynb #1e4ff78b
@@ -70,11 +70,12 @@ def _short(v, n: int = 60) -> str:
     r = repr(v) if not isinstance(v, (list, dict)) else type(v).__name__ + (' […]' if isinstance(v, list) else ' {…}')
     return r if len(r) <= n else r[:n] + '…'
 
-def _check_value(v, spec: dict, nullable: bool):
+def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
     "The error for value `v` under the column `spec`, or None."
     if v is None or isinstance(v, NonFinite) or (isinstance(v, float) and math.isnan(v)):
         return None if nullable else f"is missing ({'null' if v is None else v!r}) but the column may not be missing"
     if isinstance(v, (list, dict)): return f'is a nested {_short(v)}: a field holds one plain value'
+    if isinstance(v, str) and len(v) > max_chars: return f"is {len(v):,} characters long; a text value may have at most {max_chars:,} (the server's --max-text-chars)"
     t = spec.get('dtype', 'str')
     if t == 'int' and not (isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()): return f'expected an integer, got {_short(v)}'
     if t == 'float' and (isinstance(v, bool) or not isinstance(v, (int, float))): return f'expected a number, got {_short(v)}'
@@ -85,7 +86,7 @@ def _check_value(v, spec: dict, nullable: bool):
         if k in spec and not op(float(v), float(spec[k])): return f'{_short(v)} is not {word} {spec[k]}'
     return None
 
-def check_records(body, features: list, schema: dict, nullable: set | None = None, max_errors: int = 20) -> dict:
+def check_records(body, features: list, schema: dict, nullable: set | None = None, max_errors: int = 20, max_text_chars: int = 10_000) -> dict:
     "Columns (`{feature: list}`) from a JSON object or list of objects, checked against `schema`; raises `RecordError`."
     records = [body] if isinstance(body, dict) else body
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
@@ -95,7 +96,7 @@ def check_records(body, features: list, schema: dict, nullable: set | None = Non
     for i, r in enumerate(records):
         for f in features:
             if f not in r: e = 'is missing'
-            elif (e := _check_value(v := r[f], schema.get(f, {}), f in nullable)) is None:
+            elif (e := _check_value(v := r[f], schema.get(f, {}), f in nullable, max_text_chars)) is None:
                 cols[f].append(None if isinstance(v, NonFinite) else v); continue
             total += 1
             if len(errors) < max_errors: errors.append(dict(record=i, field=f, error=e))
@@ -104,22 +105,22 @@ def check_records(body, features: list, schema: dict, nullable: set | None = Non
 
 # %% ../nbs/05_serve.ipynb #978427b2
 class TreeArrays:
-    "Vectorised `predict_proba` for a fitted binary HistGradientBoostingClassifier or a RandomForestClassifier."
+    "Vectorised predictions of a fitted HistGradientBoosting or RandomForest classifier or regressor, as the model's own."
     def __init__(self, model):
-        from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
         self.kind = type(model).__name__
-        if isinstance(model, HistGradientBoostingClassifier):
-            if model.n_trees_per_iteration_ != 1: raise MlnbError('serve: TreeArrays handles binary gradient boosting only')
-            trees = [p[0].nodes for p in model._predictors]
+        self.forest, self.regression = isinstance(model, (RandomForestClassifier, RandomForestRegressor)), isinstance(model, (HistGradientBoostingRegressor, RandomForestRegressor))
+        if isinstance(model, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
+            trees = [p.nodes for it in model._predictors for p in it]  # iteration by iteration, one tree per output in each
             if any(t['is_categorical'].any() for t in trees): raise MlnbError('serve: TreeArrays does not handle categorical splits')
-            self.base = float(np.ravel(model._baseline_prediction)[0])
+            self.base, self.inverse = np.ravel(model._baseline_prediction).astype(float), model._loss.link.inverse
             cols = [(t['feature_idx'], t['num_threshold'], t['left'], t['right'], t['is_leaf'], t['value'], t['missing_go_to_left'], t['depth']) for t in trees]
-        elif isinstance(model, RandomForestClassifier):
+        elif self.forest:
             if model.n_outputs_ != 1: raise MlnbError('serve: TreeArrays handles single-output forests only')
             cols = []
             for e in model.estimators_:
                 t = e.tree_; leaf = t.children_left < 0
-                v = t.value[:, 0, :] / t.value[:, 0, :].sum(axis=1, keepdims=True)
+                v = t.value[:, 0, :] if self.regression else t.value[:, 0, :] / t.value[:, 0, :].sum(axis=1, keepdims=True)
                 miss = getattr(t, 'missing_go_to_left', np.zeros(t.node_count, dtype=np.uint8))
                 cols.append((np.where(leaf, 0, t.feature), t.threshold, np.where(leaf, 0, t.children_left), np.where(leaf, 0, t.children_right),
                              leaf, v, miss, self._depths(t)))
@@ -141,7 +142,7 @@ class TreeArrays:
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
         "The leaf each record reaches in each tree: shape (records, trees)."
-        if self.kind == 'RandomForestClassifier': X = X.astype(np.float32)  # scikit-learn's trees compare float32 values
+        if self.forest: X = X.astype(np.float32)  # scikit-learn's trees compare float32 values
         node, rows = np.repeat(self.roots[None, :], len(X), axis=0), np.arange(len(X))[:, None]
         for _ in range(self.steps):
             x = X[rows, self.feature[node]]
@@ -149,19 +150,38 @@ class TreeArrays:
             node = np.where(self.leaf[node], node, np.where(left, self.left[node], self.right[node]))
         return node
 
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        "Per record and output: the forest's mean leaf value, or the boosting baseline plus the sum of its trees' leaf values."
+        v = self.value[self.leaves(np.asarray(X, dtype=float))]
+        if self.forest: return v.mean(axis=1)
+        k = len(self.base)  # boosting: tree i adds to output i % k
+        return self.base + (v.sum(axis=1)[:, None] if k == 1 else v.reshape(len(v), -1, k).sum(axis=1))
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        "Class probabilities, as the model's own `predict_proba` gives them."
-        node = self.leaves(np.asarray(X, dtype=float))
-        if self.kind == 'RandomForestClassifier': return self.value[node].mean(axis=1)
-        p = 1 / (1 + np.exp(-(self.base + self.value[node].sum(axis=1))))
-        return np.column_stack([1 - p, p])
+        "Class probabilities, as the classifier's own `predict_proba` gives them."
+        if self.regression: raise MlnbError(f'serve: {self.kind} is a regressor; it has no class probabilities')
+        r = self.raw(X)
+        if self.forest: return r
+        if r.shape[1] == 1: p = 1 / (1 + np.exp(-r[:, 0])); return np.column_stack([1 - p, p])
+        e = np.exp(r - r.max(axis=1, keepdims=True)); return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        "Predicted values, as the regressor's own `predict` gives them."
+        if not self.regression: raise MlnbError(f'serve: {self.kind} is a classifier; use predict_proba')
+        r = self.raw(X)[:, 0]
+        return r if self.forest else self.inverse(r)
 
 # %% ../nbs/05_serve.ipynb #a915281b
+def _is_regressor(pipeline) -> bool:
+    from sklearn.base import is_regressor
+    return is_regressor(pipeline)
+
 class FastScorer:
-    "`predict_proba` for mlnb's Pipeline shape from columns of raw values, without building a DataFrame."
+    "The Pipeline's `predict_proba` (a classifier) or `predict` (a regressor) from columns of raw values, without building a DataFrame."
     small = 16  # up to this many records, trees are walked as arrays
     def __init__(self, pipeline):
-        self.pipeline, self.classes_ = pipeline, pipeline.classes_
+        self.pipeline, self.regression = pipeline, _is_regressor(pipeline)
+        self.classes_ = None if self.regression else pipeline.classes_
         self.markers = set(str(m).strip() for m in getattr(pipeline.named_steps.get('markers'), 'markers', []))
         ct, self.model = pipeline.named_steps['prep'], pipeline.named_steps['model']
         self.parts = []
@@ -202,22 +222,36 @@ class FastScorer:
         "Which path scores `n` records: `fast-trees` or `fast-model`."
         return 'fast-trees' if self.trees and n <= self.small else 'fast-model'
 
-    def predict_proba(self, cols: dict) -> np.ndarray:
-        "Class probabilities for `cols`, in the order of `classes_`."
+    def score(self, cols: dict) -> np.ndarray:
+        "Predicted values (a regressor) or class probabilities in the order of `classes_` (a classifier) for `cols`."
         X = self.transform(cols)  # walking all trees at once wins for a few records; the model's own loop for many
-        return self.trees.predict_proba(X) if self.path(len(X)) == 'fast-trees' else self.model.predict_proba(X)
+        trees = self.path(len(X)) == 'fast-trees'
+        if self.regression: return self.trees.predict(X) if trees else self.model.predict(X)
+        return self.trees.predict_proba(X) if trees else self.model.predict_proba(X)
+
+    def predict_proba(self, cols: dict) -> np.ndarray:
+        "Class probabilities for `cols`, in the order of `classes_` (a classifier only)."
+        if self.regression: raise MlnbError('serve: a regressor has no class probabilities; use score')
+        return self.score(cols)
 
 class PipelineScorer:
     "The slow, general path: the Pipeline on a DataFrame."
-    def __init__(self, pipeline, note: str = ''): self.pipeline, self.classes_, self.note = pipeline, pipeline.classes_, note
+    def __init__(self, pipeline, note: str = ''):
+        self.pipeline, self.note, self.regression = pipeline, note, _is_regressor(pipeline)
+        self.classes_ = None if self.regression else pipeline.classes_
     def path(self, n: int) -> str: return 'pipeline'
+    def score(self, cols: dict) -> np.ndarray:
+        X = pd.DataFrame(cols)
+        return self.pipeline.predict(X) if self.regression else self.pipeline.predict_proba(X)
     def predict_proba(self, cols: dict) -> np.ndarray: return self.pipeline.predict_proba(pd.DataFrame(cols))
 
 def make_scorer(pipeline, reference: pd.DataFrame, atol: float = 1e-9):
-    "A `FastScorer` when it reproduces the Pipeline on `reference` within `atol`, else a `PipelineScorer` whose `note` says why."
+    "A `FastScorer` when it reproduces the Pipeline on `reference` within `atol` (relative, for values beyond ±1), else a `PipelineScorer` whose `note` says why."
+    want = pipeline.predict if _is_regressor(pipeline) else pipeline.predict_proba
     def gap(X):  # both paths of the fast scorer: a few records (trees as arrays) and many
         cols = {c: [None if (isinstance(v, float) and math.isnan(v)) else v for v in X[c].tolist()] for c in X.columns}
-        return float(np.abs(fast.predict_proba(cols) - pipeline.predict_proba(X)).max())
+        w = np.asarray(want(X), dtype=float)
+        return float((np.abs(fast.score(cols) - w) / np.maximum(1, np.abs(w))).max())
     X = reference[list(pipeline.feature_names_in_)]
     try:
         fast = FastScorer(pipeline)
@@ -235,19 +269,33 @@ def known_categories(pipeline) -> dict:
         if enc is not None: out.update({c: set(cats) for c, cats in zip(cols, enc.categories_)})
     return out
 
+def model_task(mv) -> dict:
+    "The task registered with version `mv` (`{task, target, classes, positive}`), checked against its Pipeline."
+    t, reg, where = dict(mv.task), _is_regressor(mv.pipeline), f'{mv.name} v{mv.version}'
+    if (t.get('task') == 'regression') != reg:
+        raise MlnbError(f"{where} is registered with task '{t.get('task')}' but its Pipeline is a {'regressor' if reg else 'classifier'}; register it again with the right task")
+    if not reg:
+        have = [str(c) for c in mv.pipeline.classes_]
+        if t.get('classes') and sorted(map(str, t['classes'])) != sorted(have):
+            raise MlnbError(f"{where} is registered with classes {t['classes']} but its Pipeline predicts {have}; register it again with the right task")
+        t['classes'] = have
+        if t.get('task') == 'binary' and t.get('positive') is None: t['positive'] = have[-1]  # scikit-learn's positive label: the greater one
+    return t
+
 class Served:
     "A registry version ready to serve."
-    def __init__(self, registry, spec: str, strict_categories: bool = False, max_errors: int = 20):
+    def __init__(self, registry, spec: str, strict_categories: bool = False, max_errors: int = 20, max_text_chars: int = 10_000):
         self.mv = registry.load(spec)
-        self.pipeline, self.schema = self.mv.pipeline, self.mv.schema
-        self.features = list(self.pipeline.feature_names_in_)
+        self.pipeline, self.schema, self.task = self.mv.pipeline, self.mv.schema, model_task(self.mv)
+        self.features, self.regression = list(self.pipeline.feature_names_in_), self.task['task'] == 'regression'
         self.scorer = make_scorer(self.pipeline, self.mv.reference())
-        self.classes = [c.item() if hasattr(c, 'item') else c for c in self.pipeline.classes_]
-        self.known, self.strict, self.max_errors = known_categories(self.pipeline), strict_categories, max_errors
+        self.classes = [] if self.regression else [c.item() if hasattr(c, 'item') else c for c in self.pipeline.classes_]
+        self.labels = [str(c) for c in self.classes]
+        self.known, self.strict, self.max_errors, self.max_text = known_categories(self.pipeline), strict_categories, max_errors, max_text_chars
         self.markers = {str(m).strip() for m in getattr(self.pipeline.named_steps.get('markers'), 'markers', [])}
         self.nullable = {f for f in self.features if self.schema.get(f, {}).get('dtype', 'str') == 'str'} if self.markers else set()
         self.info = dict(name=self.mv.name, version=self.mv.version, created=self.mv.meta.get('created'), run_id=self.mv.meta.get('run_id'),
-                         metrics=self.mv.metrics, features=self.features, classes=self.classes, scorer=type(self.scorer).__name__,
+                         metrics=self.mv.metrics, task=self.task, features=self.features, classes=self.classes, scorer=type(self.scorer).__name__,
                          scorer_note=self.scorer.note, strict_categories=strict_categories, schema={f: self.schema.get(f, {}) for f in self.features})
 
     def unseen(self, cols: dict) -> list:
@@ -257,24 +305,26 @@ class Served:
 
     def check(self, body) -> tuple:
         "`(checked columns, unseen values)` for a JSON body of one record or many; raises `RecordError`."
-        cols = check_records(body, self.features, self.schema, self.nullable, self.max_errors)
+        cols = check_records(body, self.features, self.schema, self.nullable, self.max_errors, self.max_text)
         unseen = self.unseen(cols)
         if unseen and self.strict:
             raise RecordError([dict(record=i, field=f, error=f'{_short(v)} was never seen in training (the server runs with --strict-categories)')
                                for i, f, v in unseen[:self.max_errors]], len(unseen))
         return cols, unseen
 
-    def respond(self, proba: np.ndarray, unseen: list = ()) -> dict:
-        "The reply for scored records: model, version, predictions, probabilities and warnings."
-        return dict(model=self.mv.name, version=self.mv.version, predictions=[self.classes[k] for k in proba.argmax(axis=1)],
-                    probabilities=[dict(zip(map(str, self.classes), map(float, row))) for row in proba],
-                    warnings=[dict(record=i, field=f, warning=f'{_short(v)} was never seen in training: scored as none of the known categories')
-                              for i, f, v in unseen[:self.max_errors]])
+    def respond(self, out: np.ndarray, unseen: list = ()) -> dict:
+        "The reply for scored records: model, version, predictions (numbers; or classes with every class's probability) and warnings."
+        r = dict(model=self.mv.name, version=self.mv.version)
+        if self.regression: r['predictions'] = [float(v) for v in out]
+        else: r.update(predictions=[self.classes[k] for k in out.argmax(axis=1)], probabilities=[dict(zip(self.labels, map(float, row))) for row in out])
+        r['warnings'] = [dict(record=i, field=f, warning=f'{_short(v)} was never seen in training: scored as none of the known categories')
+                         for i, f, v in unseen[:self.max_errors]]
+        return r
 
     def predict(self, body) -> tuple:
         "`(checked columns, response dict, unseen values, scoring path)` for a JSON body of one record or many."
-        cols, unseen = self.check(body); proba = self.scorer.predict_proba(cols)
-        return cols, self.respond(proba, unseen), unseen, self.scorer.path(len(proba))
+        cols, unseen = self.check(body); out = self.scorer.score(cols)
+        return cols, self.respond(out, unseen), unseen, self.scorer.path(len(out))
 
 # %% ../nbs/05_serve.ipynb #4669c9bc
 def _settle(fut, reply):
@@ -358,11 +408,13 @@ class PredictionLog:
         ts, names, new = dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec='milliseconds'), list(cols), {}
         for i, f, _ in unseen: new.setdefault(i, []).append(f)
         out = []
-        for i, (vals, p, pr) in enumerate(zip(zip(*cols.values()), resp['predictions'], resp['probabilities'])):
+        probs = resp.get('probabilities') or [None] * len(resp['predictions'])  # a regressor's reply has none
+        for i, (vals, p, pr) in enumerate(zip(zip(*cols.values()), resp['predictions'], probs)):
             r = dict(time=ts, model=resp['model'], version=resp['version'])
             if self.inputs == 'full': r['inputs'] = dict(zip(names, vals))
             elif self.inputs == 'hashed': r['inputs_hashed'] = {f: hmac.new(self.key, json.dumps([f, v]).encode(), 'sha256').hexdigest()[:16] for f, v in zip(names, vals)}
-            r.update(prediction=p, probabilities=pr)
+            r['prediction'] = p
+            if pr is not None: r['probabilities'] = pr
             if i in new: r['unseen'] = new[i]
             out.append(json.dumps(r, default=str))
         return '\n'.join(out) + '\n'
@@ -429,6 +481,7 @@ class Limits:
     max_records: int = 10_000       # --max-records: more records in one request get 413
     max_errors: int = 20            # --max-errors: errors listed in one 422 reply (all are counted)
     threads: int = 2                # --threads: requests parsed and scored at once, off the event loop
+    max_text_chars: int = 10_000    # --max-text-chars: a longer text value gets 422 naming the field
 
 def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: list | None = None, auth: bool = True,
                log_path: str | Path | None = None, limits: Limits | None = None, strict_categories: bool = False,
@@ -440,7 +493,7 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
     if auth and not (api_keys or admin_keys):
         raise MlnbError('serve: no API keys: set MLNB_API_KEYS (and MLNB_ADMIN_KEYS) or pass key files, or run with --no-auth')
     api_keys, admin_keys, limits = list(api_keys or []), list(admin_keys or []), limits or Limits()
-    load = lambda: Served(registry, spec, strict_categories, limits.max_errors)
+    load = lambda: Served(registry, spec, strict_categories, limits.max_errors, limits.max_text_chars)
     state = dict(model=load(), reloads=0, lock=threading.Lock())
     log = PredictionLog(log_path or project_path('outputs/predictions')/f"{state['model'].mv.name}.jsonl", log_max_mb, log_keep, log_inputs)
     max_bytes = int(limits.max_body_mb * 2**20)
@@ -478,9 +531,9 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         for m, jobs in ready.items():
             cols = jobs[0][1] if len(jobs) == 1 else {f: [v for _, c, _ in jobs for v in c[f]] for f in m.features}
             n = [len(next(iter(c.values()))) for _, c, _ in jobs]
-            proba, path, at = m.scorer.predict_proba(cols), m.scorer.path(sum(n)), 0
+            out, path, at = m.scorer.score(cols), m.scorer.path(sum(n)), 0
             for (i, c, unseen), k in zip(jobs, n):
-                resp = m.respond(proba[at:at + k], unseen); at += k
+                resp = m.respond(out[at:at + k], unseen); at += k
                 log.write(c, resp, unseen); replies[i] = js(resp, headers={'X-Mlnb-Scorer': path})
         return replies
     pool = ScoringPool(score, limits.threads)
@@ -544,19 +597,21 @@ def serve(registry, spec: str, host: str = '127.0.0.1', port: int = 8000, max_co
 
 # %% ../nbs/05_serve.ipynb #2479745f
 def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.DataFrame:
-    "Score the table at `src` with model `spec`; write it with `prediction` and `proba_<class>` columns to `dest`."
+    "Score the table at `src` with model `spec`; write it to `dest` with a `prediction` column (and a `proba_<class>` column per class for a classifier)."
     from mlnb.ingest import read_table
     from mlnb.validate import build_schema, validate_frame, failure_summary
     from mlnb.core import atomic_path
-    mv = registry.load(spec); pipe = mv.pipeline
+    mv = registry.load(spec); pipe = mv.pipeline; task = model_task(mv)
     df = read_table(src); feats = list(pipe.feature_names_in_)
     if missing := [f for f in feats if f not in df]: raise MlnbError(f'predict: {src} lacks the columns {missing}')
     f = validate_frame(df[feats], build_schema({k: v for k, v in mv.schema.items() if k in feats}))
     if len(f):
         s = failure_summary(f).head(5)
         raise MlnbError(f'predict: {src} does not fit the schema of {mv.name} v{mv.version}: ' + '; '.join(f'{r.column}: {r.check} ({r.failures} rows, e.g. {r.examples})' for r in s.itertuples()))
-    proba = pipe.predict_proba(df[feats])
-    out = df.assign(prediction=pipe.classes_[proba.argmax(axis=1)], **{f'proba_{c}': proba[:, i] for i, c in enumerate(pipe.classes_)})
+    if task['task'] == 'regression': out = df.assign(prediction=pipe.predict(df[feats]).astype(float))
+    else:
+        proba = pipe.predict_proba(df[feats])
+        out = df.assign(prediction=pipe.classes_[proba.argmax(axis=1)], **{f'proba_{c}': proba[:, i] for i, c in enumerate(pipe.classes_)})
     dest = Path(dest)
     with atomic_path(dest) as tmp:
         if dest.suffix in ('.parquet', '.pq'): out.to_parquet(tmp, index=False)
