@@ -127,18 +127,20 @@ def dataset_drift(table: pd.DataFrame, drift_share: float = 0.5) -> dict:
     return dict(drift_detected=n / len(table) >= drift_share, n_drifted=n, n_columns=len(table), share=n / len(table))
 
 # %% ../nbs/08_drift.ipynb #17ea790c
-def prediction_drift(ref_proba, cur_proba, **thresholds) -> dict:
-    "Drift of the predicted probabilities `cur_proba` against `ref_proba` (1-D), by `column_drift`'s numeric rules."
-    ref, cur = np.asarray(ref_proba, dtype=float), np.asarray(cur_proba, dtype=float)
+def prediction_drift(ref_pred, cur_pred, kind: str = 'num', **thresholds) -> dict:
+    "Drift of the predictions `cur_pred` against `ref_pred` (1-D): numbers (`'num'`: probabilities, values) or predicted classes (`'cat'`)."
+    if kind not in ('num', 'cat'): raise MlnbError(f"drift: prediction kind '{kind}' is not 'num' (probabilities, values) or 'cat' (classes)")
+    ref, cur = (np.asarray(ref_pred, dtype=float), np.asarray(cur_pred, dtype=float)) if kind == 'num' else (np.asarray(ref_pred, dtype=object), np.asarray(cur_pred, dtype=object))
     if ref.ndim != 1 or cur.ndim != 1:
-        raise MlnbError(f'drift: predictions must be 1-D (the positive class\'s probability), got shapes {ref.shape} and {cur.shape}')
-    return column_drift(pd.Series(ref, name='prediction'), pd.Series(cur), 'num', **thresholds)
+        raise MlnbError(f'drift: predictions must be 1-D (the positive class\'s probability, the value or the class), got shapes {ref.shape} and {cur.shape}')
+    if kind == 'cat': ref, cur = [pd.Series(a).where(pd.notna(a), None).map(lambda v: v if v is None else str(v)) for a in (ref, cur)]
+    return column_drift(pd.Series(ref, name='prediction'), pd.Series(cur), kind, **thresholds)
 
 # %% ../nbs/08_drift.ipynb #2d89f0b9
 NOT_SCORES = ('n', 'positive_rate', 'threshold')
 
 def performance_change(reference_metrics: dict, current_metrics: dict, max_drop: float | dict = 0.05,
-                       lower_is_better: tuple = ('log_loss',)) -> pd.DataFrame:
+                       lower_is_better: tuple = ('log_loss', 'brier', 'rmse', 'mae', 'mse'), relative: tuple = ('rmse', 'mae', 'mse')) -> pd.DataFrame:
     "Each metric in both dicts: reference, current, change, how much worse, the allowed drop and a flag; flagged first."
     limits = max_drop if isinstance(max_drop, dict) else {}
     if missing := [m for m in limits if m not in reference_metrics or m not in current_metrics]:
@@ -148,6 +150,8 @@ def performance_change(reference_metrics: dict, current_metrics: dict, max_drop:
     t = pd.DataFrame(dict(metric=names, reference=[float(reference_metrics[m]) for m in names], current=[float(current_metrics[m]) for m in names]))
     t['change'] = t.current - t.reference
     t['worse_by'] = np.where(t.metric.isin(lower_is_better), t.change, -t.change)
+    rel = t.metric.isin(relative)
+    t.loc[rel, 'worse_by'] = t.worse_by[rel] / t.reference[rel].abs().where(t.reference[rel] != 0, np.nan)
     t['max_drop'] = [limits.get(m, np.nan) for m in names] if isinstance(max_drop, dict) else float(max_drop)
     t['flag'] = t.worse_by > t.max_drop
     return t.sort_values(['flag', 'worse_by'], ascending=False, kind='stable').reset_index(drop=True)
