@@ -88,11 +88,11 @@ def cmd_models(a) -> int:
 
 def cmd_serve(a) -> int:
     from mlnb.serve import Limits, read_keys, serve
-    if min(a.max_body_mb, a.max_records, a.max_errors, a.threads, a.max_concurrency) <= 0:
-        raise MlnbError('serve: --max-body-mb, --max-records, --max-errors, --threads and --max-concurrency must be positive')
+    if min(a.max_body_mb, a.max_records, a.max_errors, a.threads, a.max_concurrency, a.max_text_chars) <= 0:
+        raise MlnbError('serve: --max-body-mb, --max-records, --max-errors, --threads, --max-concurrency and --max-text-chars must be positive')
     serve(_registry(a), a.model, a.host, a.port, max_concurrency=a.max_concurrency, auth=not a.no_auth,
           api_keys=read_keys('MLNB_API_KEYS', a.api_keys_file), admin_keys=read_keys('MLNB_ADMIN_KEYS', a.admin_keys_file),
-          limits=Limits(a.max_body_mb, a.max_records, a.max_errors, a.threads), strict_categories=a.strict_categories,
+          limits=Limits(a.max_body_mb, a.max_records, a.max_errors, a.threads, a.max_text_chars), strict_categories=a.strict_categories,
           log_path=a.log, log_max_mb=a.log_max_mb, log_keep=a.log_keep, log_inputs=a.log_inputs)
     return 0
 
@@ -106,6 +106,7 @@ def _abs(p): return str(Path(p).resolve()) if p else ''
 
 def cmd_monitor(a) -> int:
     import tempfile, yaml
+    from mlnb.monitor import monitor_summary
     from mlnb.pipeline import load_plan, run_plan
     if not (a.data or a.log): raise MlnbError('monitor: give the new batch with --data FILE or --log PREDICTION_LOG')
     extra = yaml.safe_load(Path(a.params).read_text()) if a.params else {}
@@ -120,11 +121,7 @@ def cmd_monitor(a) -> int:
     if man['status'] != 'ok':
         print(f"monitor failed; its notebook: {run_dir/'01_monitor.ipynb'}", file=sys.stderr); return 1
     g = man['stages']['monitor']['glued']
-    print(f"{g['model']} v{g['version']}: {'DRIFT' if g['drift_detected'] else 'no drift'} in {g['n_drifted']} columns "
-          f"({', '.join(g['drifted_columns']) or 'none'}); predictions {'drifted' if g['prediction_drift'] else 'stable'}"
-          + (f"; performance {'DROPPED' if g['performance_drop'] else 'held'}" if g['labelled'] else '')
-          + (f"; categories never seen in training: {', '.join(f'{c} ({n:,})' for c, n in g['unseen_categories'].items())}" if g.get('unseen_categories') else '')
-          + f"\nreport: {run_dir/'report.html'}")
+    print(f"{monitor_summary(g)}\nreport: {run_dir/'report.html'}")
     acted = g['drift_detected'] or g['performance_drop']
     if acted and a.retrain:
         if not g['labelled'] or not a.data: print('retrain: the new batch has no labels, so it cannot be trained on', file=sys.stderr)
@@ -178,15 +175,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument('--max-body-mb', type=float, default=10, help='largest request body; bigger gets 413 (default 10)')
     s.add_argument('--max-records', type=int, default=10_000, help='most records in one request; more gets 413 (default 10000)')
     s.add_argument('--max-errors', type=int, default=20, help='errors listed in one 422 reply; all are counted (default 20)')
+    s.add_argument('--max-text-chars', type=int, default=10_000, help='longest text value in one field; longer gets 422 naming the field (default 10000)')
     s.add_argument('--threads', type=int, default=2, help='requests parsed and scored at once, in worker threads off the event loop (default 2)')
     s.add_argument('--max-concurrency', type=int, default=100, help='open connections and requests at once; more get 503 (default 100)')
     s.add_argument('--strict-categories', action='store_true', help='refuse (422) a category never seen in training instead of warning')
-    b = sub.add_parser('predict', help='score a CSV or Parquet file in batch'); b.set_defaults(func=cmd_predict)
+    b = sub.add_parser('predict', help='score a CSV or Parquet file in batch: a prediction column (a number for a regressor; a class and proba_<class> columns for a classifier)')
+    b.set_defaults(func=cmd_predict)
     b.add_argument('--model', default='adult-income', help='NAME[@alias|version]'); b.add_argument('input'); b.add_argument('output')
     mo = sub.add_parser('monitor', help='check new data against a registered model for drift (exit 3 on drift)'); mo.set_defaults(func=cmd_monitor)
     mo.add_argument('--model', default='adult-income', help='NAME[@alias|version]')
     mo.add_argument('--data', help='the new batch: a CSV or Parquet file'); mo.add_argument('--log', help='or the server prediction log')
-    mo.add_argument('--params', help='YAML of monitor parameters (thresholds: ks_p, chi2_p, wasserstein_threshold, js_threshold, drift_share, max_drop, ...)')
+    mo.add_argument('--params', help='YAML of monitor thresholds (ks_p, chi2_p, wasserstein_threshold, js_threshold, drift_share, max_drop, judged_metrics, ...); '
+                    'the task, target and classes come from the model')
     mo.add_argument('--retrain', action='store_true', help='on drift or a performance drop, retrain on the training data plus the batch')
     mo.add_argument('--train-params', default='params/default.yaml', help='the pipeline to retrain with (default: params/default.yaml)')
     mo.add_argument('--runs-dir', help='where monitor runs go (default: outputs/monitor)')

@@ -4,11 +4,13 @@
 
 # %% ../nbs/90_monitor.ipynb #b67631c0
 from __future__ import annotations
+import numpy as np
 import pandas as pd
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['model_markers', 'batch_features', 'unseen_categories']
+__all__ = ['JUDGED', 'model_markers', 'batch_features', 'unseen_categories', 'monitor_task', 'compared_predictions',
+           'judged_limits', 'monitor_summary']
 
 # %% ../nbs/90_monitor.ipynb #a44438eb
 def model_markers(pipeline) -> list:
@@ -28,3 +30,53 @@ def unseen_categories(batch: pd.DataFrame, known: dict) -> pd.DataFrame:
         new = batch[c].dropna().astype(str).str.strip().loc[lambda s: ~s.isin(cats)]
         if len(new): rows.append(dict(column=c, rows=len(new), share=len(new) / len(batch), examples=', '.join(new.value_counts().index[:5])))
     return pd.DataFrame(rows, columns=['column', 'rows', 'share', 'examples']).sort_values('rows', ascending=False, ignore_index=True)
+
+# %% ../nbs/90_monitor.ipynb #263b2714
+JUDGED = {'binary': ['roc_auc', 'log_loss'], 'multiclass': ['f1_macro', 'accuracy'], 'regression': ['rmse', 'mae']}
+
+def monitor_task(mv, reference: pd.DataFrame) -> dict:
+    "What version `mv` predicts (`{task, target, classes, positive}`), as registered; an older version's target from its reference sample."
+    from mlnb.serve import model_task
+    t = model_task(mv)
+    if t.get('target') is None:
+        rest = [c for c in reference.columns if c not in mv.meta['features'] and not str(c).startswith('_')]
+        if len(rest) == 1: t['target'] = rest[0]
+    return t
+
+def compared_predictions(pipeline, X: pd.DataFrame, reference: pd.DataFrame, task: dict) -> dict:
+    "`{what, kind, reference, current, output}`: the predictions drift compares for `task`, and the model's output on `X` for its metrics."
+    from mlnb.evaluate import model_output, predicted_class
+    out, kind = model_output(pipeline, X, task), task['task']
+    ref_out = lambda: model_output(pipeline, reference[list(X.columns)], task)  # a reference sample kept without the model's output
+    if kind == 'binary':
+        ref = reference['_proba'] if '_proba' in reference else ref_out()
+        return dict(what=f"probability of {task['positive']}", kind='num', reference=np.asarray(ref, dtype=float), current=out, output=out)
+    if kind == 'regression':
+        ref = reference['_prediction'] if '_prediction' in reference else ref_out()
+        return dict(what=f"predicted {task.get('target') or 'value'}", kind='num', reference=np.asarray(ref, dtype=float), current=out, output=out)
+    ref = reference['_prediction'].astype(str) if '_prediction' in reference else predicted_class(ref_out(), task['classes'])
+    return dict(what='predicted class', kind='cat', reference=np.asarray(ref, dtype=object), current=predicted_class(out, task['classes']), output=out)
+
+def judged_limits(task: dict, judged: list, reference_metrics: dict, metrics: dict, max_drop: float) -> dict:
+    "`{metric: max_drop}` for the judged metrics (`judged`, or the task's) that the model's test metrics and the batch's both have."
+    names = list(judged) or JUDGED[task['task']]
+    if judged and (bad := [m for m in names if m not in reference_metrics or m not in metrics]):
+        raise MlnbError(f"monitor: judged_metrics names {bad}, which the model's test metrics {sorted(reference_metrics)} or the batch's {sorted(metrics)} lack")
+    return {m: max_drop for m in names if m in reference_metrics and m in metrics}
+
+# %% ../nbs/90_monitor.ipynb #cb6a5ef5
+def _judged(perf: list) -> str:
+    return ', '.join(f"{p['metric']} {p['current']:.4g} vs {p['reference']:.4g} at test" for p in perf)
+
+def monitor_summary(g: dict) -> str:
+    "The verdict of a monitor run from its glued values `g`: which columns drifted, whether the batch counts as drifted, predictions, performance."
+    n, cols, of = g['n_drifted'], ', '.join(g['drifted_columns']), f"{g['n_drifted']} of {g['n_columns']} input columns drifted"
+    if g['drift_detected']: s = f"DRIFT: {of} ({cols}), at least the {g['drift_share_limit']:.0%} share that makes the batch count as drifted"
+    elif n: s = f"no drift: {of} ({cols}), under the {g['drift_share_limit']:.0%} share that makes the batch count as drifted"
+    else: s = f"no drift: none of the {g['n_columns']} input columns drifted"
+    s += f"; predictions ({g['prediction_what']}) {'drifted' if g['prediction_drift'] else 'stable'}"
+    if not g['labelled']: s += f"; no {g['target'] or 'target'} labels, so performance was not checked"
+    elif g['performance_drop']: s += f"; performance DROPPED: {_judged([p for p in g['performance'] if p['flag']])}"
+    else: s += f"; performance held" + (f": {_judged(g['performance'])}" if g['performance'] else ' (no judged metric in the model\'s test metrics)')
+    if u := g.get('unseen_categories'): s += f"; categories never seen in training: {', '.join(f'{c} ({k:,})' for c, k in u.items())}"
+    return f"{g['model']} v{g['version']} ({g['task']}, target {g['target']}), {g['rows']:,} rows: {s}"
