@@ -131,7 +131,7 @@ def class_importance(e: shap.Explanation) -> pd.DataFrame:
     "Mean |SHAP value| per feature (rows) and class (columns) of a several-class `e`, the most important feature (averaged over classes) first."
     if np.ndim(e.values) != 3: raise MlnbError('explain: class_importance needs SHAP values of several classes (rows x features x classes)')
     t = pd.DataFrame(np.abs(e.values).mean(0), index=pd.Index(e.feature_names, name='feature'), columns=list(e.output_names))
-    return t.loc[t.mean(1).sort_values(ascending=False, kind='stable').index]
+    return t.loc[t.mean(axis=1).sort_values(ascending=False, kind='stable').index]
 
 def for_rows_class(e: shap.Explanation, idx) -> shap.Explanation:
     "The values of class `idx[r]` for each row `r` of a several-class `e` (one output per row)."
