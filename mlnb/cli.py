@@ -9,8 +9,8 @@ from pathlib import Path
 from .core import MlnbError, project_root
 
 # %% auto #0
-__all__ = ['stage_line', 'cmd_run', 'cmd_runs', 'cmd_show', 'cmd_models', 'cmd_serve', 'cmd_predict', 'cmd_monitor', 'retrain',
-           'parser', 'main']
+__all__ = ['stage_line', 'cmd_run', 'cmd_runs', 'cmd_show', 'cmd_models', 'cmd_serve', 'cmd_predict', 'cmd_new', 'cmd_monitor',
+           'retrain', 'parser', 'main']
 
 # %% ../nbs/03_cli.ipynb #e463ebf9
 def _dur(s): return '' if s is None else f'{s:6.1f} s'
@@ -71,13 +71,14 @@ def cmd_models(a) -> int:
     if a.action == 'list':
         v = reg.versions(a.model)
         if v.empty: print('no models registered yet: `mlnb run` a pipeline with a deploy stage'); return 0
-        cols = [c for c in ['name', 'version', 'created', 'aliases', 'gate', 'roc_auc', 'accuracy', 'log_loss', 'run_id'] if c in v]
+        cols = [c for c in ['name', 'version', 'created', 'aliases', 'gate', 'roc_auc', 'f1_macro', 'r2', 'rmse', 'accuracy', 'log_loss', 'run_id'] if c in v]
         print(v[cols].to_string(index=False, float_format=lambda x: f'{x:.4f}')); return 0
     if not a.model: raise MlnbError(f'models {a.action}: name a model (NAME, NAME@alias or NAME@version)')
     if a.action == 'show':
         mv = reg.load(a.model); name = mv.name
         print(f"{name} v{mv.version}  created {mv.meta['created']}  run {mv.meta.get('run_id')}  sha256 {mv.meta['sha256'][:12]}…")
         print(f"aliases: {', '.join(al for al in ('production', 'staging') if reg.alias(name, al) == mv.version) or 'none'}")
+        t = mv.task; print(f"task: {t['task']} of {t.get('target')}" + (f", positive class {t['positive']}" if t.get('positive') else '') + (f", classes {', '.join(map(str, t['classes']))}" if t['task'] == 'multiclass' else ''))
         print('metrics: ' + ', '.join(f'{k}={v:.4f}' for k, v in mv.metrics.items() if isinstance(v, float)))
         print(f"gate: {'passed' if mv.meta['gate'].get('passed') else 'failed: ' + '; '.join(mv.meta['gate'].get('reasons', []))}")
         print(f"inputs: {', '.join(mv.meta['features'])}\nfiles: {mv.path}"); return 0
@@ -100,6 +101,12 @@ def cmd_predict(a) -> int:
     from mlnb.serve import predict_file
     out = predict_file(_registry(a), a.model, a.input, a.output)
     print(f"scored {len(out):,} rows with {a.model} -> {a.output}"); return 0
+
+def cmd_new(a) -> int:
+    from mlnb.new import write_new
+    dest = write_new(a.name, a.data, a.target, a.task, a.model or '', a.force)
+    print(f"wrote {dest}: read its comments (the task and each column's role), then: mlnb run {dest.relative_to(project_root()) if dest.is_relative_to(project_root()) else dest}")
+    return 0
 
 # %% ../nbs/03_cli.ipynb #b6d4b8bf
 def _abs(p): return str(Path(p).resolve()) if p else ''
@@ -155,6 +162,12 @@ def parser() -> argparse.ArgumentParser:
         if name == 'show': s.add_argument('run', nargs='?', default='latest', help='run id, unique prefix, or latest')
     r.set_defaults(func=cmd_run)
     for s in sub.choices.values(): s.add_argument('--runs-dir', help='where runs live (default: outputs/runs in the project)')
+    n = sub.add_parser('new', help='write params/NAME.yaml for your own table: the task, schema, column roles and a model'); n.set_defaults(func=cmd_new)
+    n.add_argument('name', help='the pipeline and model name'); n.add_argument('--data', required=True, help='a CSV or Parquet file')
+    n.add_argument('--target', required=True, help='the column to predict')
+    n.add_argument('--task', default='auto', choices=['auto', 'binary', 'multiclass', 'regression'], help='default: decided from the target')
+    n.add_argument('--model', help='linear, random_forest, hgb, naive_bayes or linear_svm (default: suits the data)')
+    n.add_argument('--force', action='store_true', help='overwrite an existing parameter file')
     m = sub.add_parser('models', help='list, show, promote or roll back registered models'); m.set_defaults(func=cmd_models)
     m.add_argument('action', choices=['list', 'show', 'promote', 'rollback']); m.add_argument('model', nargs='?', help='NAME, NAME@alias or NAME@version')
     m.add_argument('--alias', default='production', choices=['production', 'staging'])
