@@ -3,7 +3,8 @@
     python bench/overhead.py [--params params/default.yaml] [--repeat 3] [--threads 1]
 
 Both sides run as fresh processes with the same thread settings (OMP/MKL/OpenBLAS threads) and do the same
-work on the same data: read, validate, prepare, cross-validate and fit, evaluate (the parameter file's other
+work on the same data: read, validate, prepare, infer roles and build the preprocessing, cross-validate and fit,
+evaluate (the parameter file's other
 stages, explain and deploy, are left out on both sides). The plain side calls the
 functions the stage notebooks export, with no kernels, notebooks, scraps, artifacts, plots or report.
 Prints each side's wall times, their medians and the ratio.
@@ -13,28 +14,32 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FIVE = ('ingest', 'validate', 'prepare', 'train', 'evaluate')
+STAGES = ('ingest', 'validate', 'prepare', 'features', 'train', 'evaluate')
 
 PLAIN = r'''
 import sys, yaml
 from mlnb.ingest import read_table, sample_frame
 from mlnb.validate import build_schema, infer_spec, validate_frame, apply_policy
-from mlnb.prepare import normalise_missing, dedupe, split
-from mlnb.train import make_pipeline, cross_validate_pipeline
+from mlnb.prepare import normalise_missing, dedupe, decide_task, decide_positive, split
+from mlnb.features import infer_roles, make_preprocessor
+from mlnb.train import compose, cross_validate_pipeline, SCORING
 from mlnb.evaluate import positive_proba, classification_metrics
 p = yaml.safe_load(open(sys.argv[1])); sh = p.get('shared', {}); st = {k: (v or {}).get('params', {}) for k, v in p['stages'].items()}
-target, seed = sh['target'], sh['seed']
-i, v, pr, tr, ev = st['ingest'], st['validate'], st['prepare'], st['train'], st['evaluate']
+target, seed, model = sh['target'], sh['seed'], sh.get('model', 'hgb')
+i, v, pr, fe, tr = st['ingest'], st['validate'], st['prepare'], st.get('features', {}), st['train']
 df = sample_frame(read_table(i['path']), i.get('sample_rows', 0), seed)
 df, _ = apply_policy(df, validate_frame(df, build_schema(v.get('schema') or infer_spec(df, target))), v.get('policy', 'fail'))
 markers = sh.get('missing_markers', ['?'])
-df, _ = dedupe(normalise_missing(df, markers))
-train, test = split(df, target, pr.get('test_size', 0.2), seed)
+df = normalise_missing(df, markers)
+if pr.get('drop_duplicates'): df, _ = dedupe(df)
+task, _ = decide_task(df[target], sh.get('task', 'auto')); positive = decide_positive(df[target], task, sh.get('positive'))
+train, test = split(df, target, pr.get('test_size', 0.2), seed, task)
 X, y = train.drop(columns=[target]), train[target]
-pipe = make_pipeline(X, tr.get('model', 'hgb'), tr.get('model_params', {}), seed, markers)
-cv = cross_validate_pipeline(pipe, X, y, tr.get('cv_folds', 3), tr.get('scoring', ['roc_auc', 'accuracy', 'balanced_accuracy', 'neg_log_loss']), seed)
-pipe.fit(X, y)
-m = classification_metrics(test[target], positive_proba(pipe, test.drop(columns=[target]), ev.get('positive', '>50K')), ev.get('positive', '>50K'))
+roles = infer_roles(X, fe.get('roles'), fe.get('drop')); used = roles.loc[roles['role'] != 'id', 'column'].tolist()
+pipe = compose(make_preprocessor(roles, model, task, levels=X.nunique().to_dict()), model, tr.get('model_params', {}), seed, markers, task)
+cv = cross_validate_pipeline(pipe, X[used], y, tr.get('cv_folds', 3), tr.get('scoring') or SCORING[task], seed, task)
+pipe.fit(X[used], y)
+m = classification_metrics(test[target], positive_proba(pipe, test[used], positive), positive)
 print(f"roc_auc={m['roc_auc']:.4f}")
 '''
 
@@ -54,9 +59,9 @@ def main():
     print(f'parameters: {a.params}, {a.repeat} repeats, sides alternating')
     mlnb_t, plain_t = [], []
     with tempfile.TemporaryDirectory() as runs:
-        p = yaml.safe_load((ROOT/a.params).read_text())   # the five stages the plain side does; explain and deploy are left out
-        p['stages'] = {k: v for k, v in p['stages'].items() if k in FIVE}
-        params = Path(runs)/'five.yaml'; params.write_text(yaml.safe_dump(p, sort_keys=False))
+        p = yaml.safe_load((ROOT/a.params).read_text())   # the stages the plain side does; explain and deploy are left out
+        p['stages'] = {k: v for k, v in p['stages'].items() if k in STAGES}
+        params = Path(runs)/'stages.yaml'; params.write_text(yaml.safe_dump(p, sort_keys=False))
         for k in range(a.repeat):
             t, out = timed([str(bindir/'python'), '-c', PLAIN, str(params)], env); plain_t.append(t)
             print(f'  plain  #{k+1}: {t:6.1f} s  {out.strip()}', flush=True)
