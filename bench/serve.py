@@ -7,7 +7,7 @@ Without --registry it first trains and registers adult-income with `mlnb run` on
 
 Server: `mlnb serve` (uvicorn, one process, OMP/MKL/OpenBLAS threads = --threads) on 127.0.0.1 with a random API key.
 Load: a separate process POSTs /predict over keep-alive HTTP/1.1 connections (one per client thread) with real rows
-of data/adult.csv.gz (seeded sample, rows outside the model's schema left out, rotated across requests):
+of --data (default data/adult.csv.gz; seeded sample, rows outside the model's schema left out, rotated across requests):
 1-record and 100-record requests at concurrency 1 and 8, each for --duration seconds after a 1 s warm-up
 (at most 200,000 requests). Every response must be HTTP 200. Per case: requests/s, records/s, client-side
 p50/p99 latency per request and errors.
@@ -98,7 +98,9 @@ def median_ms(f) -> float:
 
 def main() -> int:
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    a.add_argument('--registry', help='registry holding adult-income (default: train one into a temporary folder)')
+    a.add_argument('--registry', help='registry holding the model (default: train adult-income into a temporary folder)')
+    a.add_argument('--model', default='adult-income', help='the registered model to serve (default adult-income)')
+    a.add_argument('--data', default='data/adult.csv.gz', help="a table with the model's input columns; its rows are the requests")
     a.add_argument('--duration', type=float, default=10, help='measured seconds per case (default 10)')
     a.add_argument('--port', type=int, help='server port (default: a free one)')
     a.add_argument('--threads', type=int, default=1, help='OpenMP/BLAS threads of the server and of the in-process timings (default 1)')
@@ -111,10 +113,12 @@ def main() -> int:
     if a.registry and not (Path(a.registry)/'registry.db').exists(): sys.exit(f'{a.registry} is not a registry (no registry.db)')
     tmp = Path(tempfile.mkdtemp(prefix='mlnb-bench-serve-'))
     registry = Path(a.registry).resolve() if a.registry else make_registry(tmp)
-    mv = Registry(registry).load('adult-income'); pipe = mv.pipeline; feats = list(pipe.feature_names_in_)
+    mv = Registry(registry).load(a.model); pipe = mv.pipeline; feats = list(pipe.feature_names_in_)
+    output = lambda X: pipe.predict_proba(X) if hasattr(pipe, 'predict_proba') else pipe.predict(X)[:, None]
     threadpool_limits(a.threads)
 
-    df = pd.read_csv(ROOT/'data/adult.csv.gz')[feats].sample(3000, random_state=SEED).reset_index(drop=True)
+    from mlnb.ingest import read_table
+    df = read_table(a.data)[feats].sample(3000, random_state=SEED).reset_index(drop=True)
     recs = json.loads(df.to_json(orient='records'))
     try: check_records(recs, feats, mv.schema); bad = set()
     except RecordError as e: bad = {x['record'] for x in e.errors}
@@ -126,7 +130,7 @@ def main() -> int:
     port, key, failed, errored = a.port or free_port(), secrets.token_urlsafe(24), False, False
     env = {**ORIG_ENV, 'MLNB_API_KEYS': key, **{v: str(a.threads) for v in THREAD_VARS}}
     out = open(tmp/'server.out', 'w')
-    proc = subprocess.Popen([str(BIN/'mlnb'), 'serve', '--registry', str(registry), '--model', 'adult-income', '--host', '127.0.0.1',
+    proc = subprocess.Popen([str(BIN/'mlnb'), 'serve', '--registry', str(registry), '--model', a.model, '--host', '127.0.0.1',
                              '--port', str(port), '--log', str(tmp/'predictions.jsonl')], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -141,11 +145,11 @@ def main() -> int:
         if status != 200 or info['version'] != mv.version: raise RuntimeError(f'GET /model: {status} {info}')
         status, resp = call(port, '/predict', key, bodies[100][0])
         if status != 200: raise RuntimeError(f'POST /predict: {status} {resp}')
-        server_p = np.array([[d[str(c)] for c in pipe.classes_] for d in resp['probabilities']])
+        server_p = np.array([[d[str(c)] for c in pipe.classes_] for d in resp['probabilities']] if 'probabilities' in resp else [[v] for v in resp['predictions']])
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()} | model {info['name']} "
               f"v{info['version']}, scorer {info['scorer']} | server: uvicorn, 1 process, {a.threads} OpenMP thread(s), auth on")
         print(f'load: separate process, keep-alive HTTP/1.1, {a.duration:g} s per case after {WARMUP:g} s warm-up, '
-              f'{len(recs)} Adult rows rotated\n')
+              f'{len(recs)} rows of {a.data} rotated\n')
         print(f"{'case':<22} | {'req/s':>8} | {'records/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | errors")
         with mp.get_context('spawn').Pool(1) as pool:
             for size, conc in CASES:
@@ -176,12 +180,12 @@ def main() -> int:
     c1, c100 = ({c: X[c].tolist() for c in feats} for X in (X1, X100))
     name = type(scorer).__name__
     print(f'\nin process ({a.threads} thread(s), median of {CALLS} calls):')
-    print(f'  Pipeline.predict_proba, DataFrame  {median_ms(lambda: pipe.predict_proba(X1)):7.3f} ms / 1 row  '
-          f'{median_ms(lambda: pipe.predict_proba(X100)):7.3f} ms / 100 rows')
-    print(f'  {name + ".predict_proba, columns":<34} {median_ms(lambda: scorer.predict_proba(c1)):7.3f} ms / 1 row  '
-          f'{median_ms(lambda: scorer.predict_proba(c100)):7.3f} ms / 100 rows')
-    ref = pipe.predict_proba(X100)
-    d_scorer, d_server = np.abs(scorer.predict_proba(c100) - ref).max(), np.abs(server_p - ref).max()
+    print(f'  Pipeline on a DataFrame            {median_ms(lambda: output(X1)):7.3f} ms / 1 row  '
+          f'{median_ms(lambda: output(X100)):7.3f} ms / 100 rows')
+    print(f'  {name + ".score, columns":<34} {median_ms(lambda: scorer.score(c1)):7.3f} ms / 1 row  '
+          f'{median_ms(lambda: scorer.score(c100)):7.3f} ms / 100 rows   ({scorer.note})')
+    ref = output(X100)
+    d_scorer, d_server = np.abs(scorer.score(c100).reshape(ref.shape) - ref).max(), np.abs(server_p - ref).max()
     ok = d_scorer <= ATOL and d_server <= ATOL
     print(f'  max |p| difference on 100 rows: {name} vs Pipeline {d_scorer:.1e}, server vs Pipeline {d_server:.1e} '
           f'({"ok" if ok else "FAIL"}: must be <= {ATOL:g})')
