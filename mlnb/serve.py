@@ -187,7 +187,11 @@ class FastScorer:
         self.parts = []
         for name, tr, cols in ct.transformers_:
             if name == 'remainder' or tr == 'drop': continue
+            if name not in ('num', 'cat'): raise MlnbError(f'serve: no fast path for the block {name!r} (text, dates and target encoding are scored by the Pipeline)')
             imp, last = tr.named_steps['impute'], tr.steps[-1][1]
+            if len(tr.steps) != 2 or imp.add_indicator or type(last).__name__ not in ('StandardScaler', 'OneHotEncoder') \
+               or any(x is not None for x in (getattr(last, 'infrequent_categories_', None) or [])):
+                raise MlnbError(f'serve: no fast path for block {name!r} as configured (missing indicators, pooled rare levels or another scaler)')
             if name == 'num': self.parts.append(('num', list(cols), imp.statistics_.astype(float), last.mean_, last.scale_))
             elif name == 'cat':
                 index, off = [], 0
