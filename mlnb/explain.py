@@ -14,16 +14,18 @@ from sklearn.base import is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, GradientBoostingClassifier, GradientBoostingRegressor, HistGradientBoostingClassifier,
                               HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor)
+from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from .core import MlnbError
+from .features import DateParts
 
 # %% auto #0
 __all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'explain_pipeline',
            'explained_output', 'group_explanation', 'global_importance', 'class_importance', 'for_rows_class',
-           'draw_rows', 'local_positions']
+           'text_terms', 'term_weights', 'top_terms', 'draw_rows', 'local_positions']
 
 # %% ../nbs/60_explain.ipynb #48dca3ca
 def _onehot(trans) -> OneHotEncoder | None:
@@ -31,17 +33,29 @@ def _onehot(trans) -> OneHotEncoder | None:
     last = trans[-1] if isinstance(trans, Pipeline) else trans
     return last if isinstance(last, OneHotEncoder) else None
 
+def _steps(trans) -> list:
+    "The estimators of one block: a Pipeline's steps, else the block itself."
+    return [s for _, s in trans.steps] if isinstance(trans, Pipeline) else [trans]
+
+def _block_origins(name: str, trans, cols, n: int) -> list:
+    "The input column behind each of the `n` output features of the fitted block `name` (transformer `trans` on `cols`)."
+    cols = [cols] if isinstance(cols, str) else list(cols)
+    if len(cols) == 1: return cols * n                       # one column in (every text block): every feature is from it
+    if isinstance(trans, str): return cols                    # passthrough
+    if (enc := _onehot(trans)) is not None:
+        inputs = trans[:-1].get_feature_names_out(cols) if isinstance(trans, Pipeline) and len(trans) > 1 else cols
+        return list(copy.copy(enc).set_params(feature_name_combiner=lambda col, cat: col).get_feature_names_out(inputs))
+    if any(isinstance(s, (DateParts, TargetEncoder)) for s in _steps(trans)) and n % len(cols) == 0:
+        return list(np.repeat(cols, n // len(cols)))          # the same number of features per column, column after column
+    bare = lambda o: o.removeprefix('missingindicator_')
+    return [bare(o) if bare(o) in cols else name for o in trans.get_feature_names_out(cols)]
+
 def feature_origins(prep: ColumnTransformer) -> pd.Series:
     "The original column behind each output feature of the fitted `prep`, indexed by feature name."
     origins = []
     for name, trans, cols in prep.transformers_:
-        if (isinstance(trans, str) and trans == 'drop') or len(cols) == 0: continue
-        cols = list(cols)
-        if isinstance(trans, str): origins += cols; continue
-        if (enc := _onehot(trans)) is not None:
-            inputs = trans[:-1].get_feature_names_out(cols) if isinstance(trans, Pipeline) and len(trans) > 1 else cols
-            origins += list(copy.copy(enc).set_params(feature_name_combiner=lambda col, cat: col).get_feature_names_out(inputs))
-        else: origins += [o if o in cols else name for o in trans.get_feature_names_out(cols)]
+        n = prep.output_indices_[name].stop - prep.output_indices_[name].start
+        if n and not (isinstance(trans, str) and trans == 'drop'): origins += _block_origins(name, trans, cols, n)
     names = prep.get_feature_names_out()
     if len(names) != len(origins): raise MlnbError(f'explain: cannot map the {len(names)} features of step prep back to columns (mapped {len(origins)})')
     return pd.Series(origins, index=names, name='column')
@@ -111,15 +125,19 @@ def explained_output(pipe: Pipeline, X: pd.DataFrame, positive=None) -> np.ndarr
     return out if positive is None else out[:, class_index(model, positive)]
 
 # %% ../nbs/60_explain.ipynb #cda0860f
+def _short(v, n: int = 40):
+    "`v`, cut to `n` characters if it is a longer string (a review's text, as a plot label)."
+    return v[:n] + '…' if isinstance(v, str) and len(v) > n else v
+
 def group_explanation(e: shap.Explanation, origins: pd.Series, X: pd.DataFrame) -> shap.Explanation:
-    "`e` with each original column's feature values summed (per class, if several), and the rows `X` as data (categoricals as NaN, text kept for display)."
+    "`e` with each original column's feature values summed (per class, if several), and the rows `X` as data (categoricals as NaN, text kept for display, cut to 40 characters)."
     v = np.asarray(e.values)
     gs = [group_values(v[..., k], origins) for k in range(v.shape[2])] if v.ndim == 3 else [group_values(v, origins)]
     cols = list(gs[0].columns)
     num = lambda c: c in X and X[c].dtype.kind in 'iufb'
     data = np.column_stack([X[c].astype(float).to_numpy() if num(c) else np.full(len(X), np.nan) for c in cols])
     return shap.Explanation(np.stack([g.to_numpy() for g in gs], -1) if v.ndim == 3 else gs[0].to_numpy(), base_values=e.base_values, data=data,
-                            display_data=X.reindex(columns=cols).to_numpy(dtype=object), feature_names=cols, output_names=e.output_names)
+                            display_data=X.reindex(columns=cols).map(_short).to_numpy(dtype=object), feature_names=cols, output_names=e.output_names)
 
 def global_importance(e: shap.Explanation) -> pd.DataFrame:
     "Mean |SHAP value| per feature of `e` (averaged over classes, if several) and its share of the total, the most important first."
@@ -137,6 +155,43 @@ def for_rows_class(e: shap.Explanation, idx) -> shap.Explanation:
     "The values of class `idx[r]` for each row `r` of a several-class `e` (one output per row)."
     r, idx = np.arange(len(e.values)), np.asarray(idx)
     return shap.Explanation(e.values[r, :, idx], base_values=np.asarray(e.base_values)[r, idx], data=e.data, display_data=e.display_data, feature_names=e.feature_names)
+
+# %% ../nbs/60_explain.ipynb #9b1baca4
+def _vectorizer(trans):
+    "The fitted text vectorizer (or FeatureUnion of vectorizers) in the block `trans`, if it is a text block."
+    vec = lambda s: isinstance(s, CountVectorizer) or (isinstance(s, FeatureUnion) and all(isinstance(t, CountVectorizer) for _, t in s.transformer_list))
+    return next((s for s in _steps(trans) if vec(s)), None) if not isinstance(trans, str) else None
+
+def _terms(vec) -> list:
+    "The terms `vec` outputs, in order: words as they are, character n-grams quoted so their spaces show."
+    if isinstance(vec, FeatureUnion): return [t for _, v in vec.transformer_list for t in _terms(v)]
+    return [str(t) if vec.analyzer == 'word' else repr(str(t)) for t in vec.get_feature_names_out()]
+
+def text_terms(prep: ColumnTransformer) -> dict:
+    "For each text column of the fitted `prep`: its terms' positions among the model features, indexed by term (None when an SVD mixes the terms)."
+    out = {}
+    for name, trans, cols in prep.transformers_:
+        if (vec := _vectorizer(trans)) is None: continue
+        col, sl = cols if isinstance(cols, str) else list(cols)[0], prep.output_indices_[name]
+        out[col] = None if _steps(trans)[-1] is not vec else pd.Series(range(sl.start, sl.stop), index=_terms(vec), name='position')
+    return out
+
+def term_weights(e: shap.Explanation, positions) -> np.ndarray:
+    "Each feature's push in `e`: its SHAP values summed over the rows where it is not zero, per row (features, x classes if several)."
+    v, on = np.asarray(e.values)[:, positions], np.asarray(e.data)[:, positions] != 0
+    return (v * (on[..., None] if v.ndim == 3 else on)).sum(0) / len(v)
+
+def top_terms(e: shap.Explanation, prep: ColumnTransformer, n: int, positive=None) -> pd.DataFrame:
+    "The `n` terms of each text column of `prep` that push `e`'s output most each way: towards / away from `positive` or each class, or up / down."
+    rows, classes = [], list(e.output_names) if np.ndim(e.values) == 3 else [positive]
+    for col, terms in text_terms(prep).items():
+        if terms is None: continue
+        w = term_weights(e, terms.to_numpy()).reshape(len(terms), -1)
+        for k, c in enumerate(classes):
+            s, ways = pd.Series(w[:, k], index=terms.index), ('up', 'down') if c is None else ('towards', 'away from')
+            for way, t in zip(ways, (s[s > 0].nlargest(n), s[s < 0].nsmallest(n))):
+                rows += [{'column': col, 'term': term, 'class': None if c is None else str(c), 'direction': way, 'weight': float(v)} for term, v in t.items()]
+    return pd.DataFrame(rows, columns=['column', 'term', 'class', 'direction', 'weight'])
 
 # %% ../nbs/60_explain.ipynb #81ee4901
 def draw_rows(df: pd.DataFrame, n: int, seed: int, param: str) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from mlnb.core import MlnbError
 from mlnb.evaluate import (classification_metrics, error_by_decile, evaluate_model, model_output, multiclass_metrics, per_class_table,
                            regression_metrics)
 from mlnb.explain import (class_importance, explain_pipeline, explained_output, explainer_kind, feature_origins, for_rows_class,
-                          global_importance, group_explanation)
+                          global_importance, group_explanation, term_weights, text_terms, top_terms)
 from mlnb.ingest import demo_data
 from mlnb.prepare import normalise_missing
 from mlnb.train import make_pipeline
@@ -176,3 +176,110 @@ def test_stage_notebooks_run_on_task(tmp_path, task, model):
     else: assert {'mae', 'rmse', 'r2', 'median_ae', 'mape'} <= set(ev['metrics']) and sum(r['rows'] for r in ev['error_by_decile']) == ev['n']
     assert ex['n_explained'] == 40 and ex['additivity_error'] < 1e-6 and len(ex['top_features']) == 10
     assert ex['output_scale'] == ('softmax logit' if task == 'multiclass' else 'target units')
+
+# --- the features stage's blocks: text, dates, target encoding -----------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def reviews():
+    "400 clothing reviews: two text columns, numbers, categories, a date column; Rating as the target."
+    d = pd.read_csv(ROOT/'data'/'womens_clothing_reviews.csv.gz', nrows=400)
+    d['posted'] = pd.date_range('2021-01-01', periods=len(d), freq='29h').astype(str)
+    return d[['Review Text', 'Title', 'Age', 'Department Name', 'Clothing ID', 'posted']], d['Rating']
+
+def text_pipe(X, y, task, **kw):
+    from mlnb.features import infer_roles, make_preprocessor
+    from mlnb.train import compose
+    roles = infer_roles(X, roles={'Title': 'text'} | ({'Clothing ID': 'categorical'} if 'Clothing ID' in X else {}))
+    prep = make_preprocessor(roles, 'linear', task, text_max_features=400, levels={'Clothing ID': 100}, **kw)
+    return compose(prep, 'linear', {}, 0, [], task).fit(X, y)
+
+@pytest.mark.filterwarnings('ignore::FutureWarning')
+def test_text_date_and_target_features_map_to_their_columns(reviews):
+    X, y = reviews
+    pipe = text_pipe(X, y.astype(str), 'multiclass')
+    prep = pipe.named_steps['prep']
+    o = feature_origins(prep)
+    assert list(o.index) == list(prep.get_feature_names_out()) and set(o) == set(X.columns)
+    sizes = {name: s.stop - s.start for name, s in prep.output_indices_.items()}
+    assert (o == 'Review Text').sum() == sizes['text_Review Text'] > 100 and (o == 'Title').sum() == sizes['text_Title']
+    assert (o == 'posted').sum() == 5 and (o == 'Clothing ID').sum() == 5                         # 5 date parts; one encoding per class
+    assert o['text_Review Text__love'] == 'Review Text' and o['dates__posted_dayofweek'] == 'posted' and o['cat_target__Clothing ID_5'] == 'Clothing ID'
+    rows = X.iloc[:30]
+    e = explain_pipeline(pipe, rows, X.iloc[300:])
+    g = group_explanation(e, o, rows)
+    assert set(g.feature_names) == set(X.columns) and g.values.shape == (30, X.shape[1], 5)
+    t = g.feature_names.index('Review Text')
+    np.testing.assert_allclose(g.values[:, t], e.values[:, (o == 'Review Text').to_numpy()].sum(1), atol=1e-9)   # a text column: its terms summed
+    np.testing.assert_allclose(g.values.sum(1), e.values.sum(1), atol=1e-9)
+    assert all(len(str(v)) <= 41 for v in g.display_data[:, t])                                     # review texts cut for plot labels
+    imp = global_importance(g)
+    assert set(imp.feature) == set(X.columns) and 'Review Text' in set(imp.feature[:3])
+    tt = top_terms(e, prep, 3)
+    assert set(tt['class']) == {'1', '2', '3', '4', '5'} and set(tt.column) == {'Review Text', 'Title'}
+    assert tt.groupby(['column', 'class', 'direction']).size().max() == 3
+    five = tt[(tt['class'] == '5') & (tt.direction == 'towards')]
+    assert set(five.term) & {'love', 'perfect', 'great', 'comfortable', 'love it', 'love this', 'beautiful'}
+
+def test_top_terms_binary_and_regression(reviews):
+    X, y = reviews
+    X = X.drop(columns=['Clothing ID'])
+    good = np.where(y >= 4, 'good', 'poor')
+    pipe = text_pipe(X, good, 'binary')
+    prep = pipe.named_steps['prep']
+    e = explain_pipeline(pipe, X.iloc[:200], X.iloc[200:], 'good')
+    tt = top_terms(e, prep, 5, 'good')
+    towards, away = (set(tt.term[(tt.column == 'Review Text') & (tt.direction == d)]) for d in ('towards', 'away from'))
+    assert towards & {'love', 'great', 'perfect', 'comfortable', 'love it', 'love this'} and not towards & away
+    assert away & {'but', 'disappointed', 'unfortunately', 'returned', 'back', 'fabric', 'too', 'cheap'}
+    assert (tt['class'] == 'good').all() and (tt.weight[tt.direction == 'towards'] > 0).all() and (tt.weight[tt.direction == 'away from'] < 0).all()
+    pos = text_terms(prep)['Review Text']
+    assert list(pos.index[:3]) == list(prep.named_transformers_['text_Review Text'][-1].get_feature_names_out()[:3])
+    assert (feature_origins(prep).iloc[pos.to_numpy()] == 'Review Text').all()
+    reg = text_pipe(X, y.astype(float), 'regression')
+    tr = top_terms(explain_pipeline(reg, X.iloc[:100], X.iloc[200:]), reg.named_steps['prep'], 4)
+    assert set(tr.direction) == {'up', 'down'} and tr['class'].isna().all()
+    assert set(tr.term[(tr.column == 'Review Text') & (tr.direction == 'up')]) & {'love', 'great', 'perfect', 'comfortable', 'love it', 'love this'}
+
+def test_text_terms_with_svd_and_char_ngrams(reviews):
+    X, y = reviews
+    X = X[['Review Text', 'Title', 'Age']]
+    svd = text_pipe(X, y.astype(str), 'multiclass', text_svd=5)
+    o = feature_origins(svd.named_steps['prep'])
+    assert (o == 'Review Text').sum() == 5 and (o == 'Title').sum() == 5                              # SVD components map to their column
+    assert text_terms(svd.named_steps['prep']) == {'Review Text': None, 'Title': None}
+    assert top_terms(explain_pipeline(svd, X.iloc[:10], X.iloc[200:220]), svd.named_steps['prep'], 3).empty
+    ch = text_pipe(X, np.where(y >= 4, 'good', 'poor'), 'binary', text_char_ngrams=(3, 3))
+    terms = text_terms(ch.named_steps['prep'])['Review Text']
+    assert 'love' in terms.index and "' lo'" in terms.index and terms.index.is_unique               # words as they are, char n-grams quoted
+    assert (feature_origins(ch.named_steps['prep']).iloc[terms.to_numpy()] == 'Review Text').all()
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings('ignore::FutureWarning')
+def test_explain_notebook_names_text_columns_and_their_terms(tmp_path):
+    "The explain notebook on a binary text model: importance under the input columns, and the glued top terms."
+    import papermill as pm, scrapbook as sb
+    art = tmp_path/'artifacts'/'prepare'
+    src = f"""import numpy as np, pandas as pd
+from mlnb.core import glue, glue_artifact
+from mlnb.features import infer_roles, make_preprocessor
+from mlnb.train import compose
+d = pd.read_csv({str(ROOT/'data'/'womens_clothing_reviews.csv.gz')!r}, nrows=500)[['Review Text', 'Title', 'Age', 'Department Name', 'Rating']]
+d['good'] = np.where(d.pop('Rating') >= 4, 'yes', 'no')
+tr, te = d[:400], d[400:].reset_index(drop=True)
+X = tr.drop(columns=['good'])
+p = compose(make_preprocessor(infer_roles(X, roles={{'Title': 'text'}}), 'linear', text_max_features=500), 'linear', {{}}, 0, [], 'binary').fit(X, tr.good)
+glue('task', 'binary'); glue('target', 'good'); glue('classes', ['no', 'yes']); glue('positive', 'yes')
+for name, obj in (('train', tr), ('test', te), ('pipeline', p)): glue_artifact(obj, name, {str(art)!r})
+"""
+    nb = nbformat.v4.new_notebook(); nb.cells = [nbformat.v4.new_code_cell(src)]
+    nbformat.write(nb, tmp_path/'src.ipynb')
+    up = str(tmp_path/'03_prepare.ipynb')
+    pm.execute_notebook(str(tmp_path/'src.ipynb'), up, kernel_name='python3', progress_bar=False, cwd=str(ROOT))
+    pm.execute_notebook(str(ROOT/'nbs'/'60_explain.ipynb'), str(tmp_path/'60_explain.ipynb'), kernel_name='python3', progress_bar=False, cwd=str(ROOT),
+                        parameters=dict(upstream={'train': up, 'prepare': up}, artifacts=str(tmp_path/'artifacts'/'explain'), sample_size=60, local_rows=[0], top_k_terms=5))
+    ex = {k: s.data for k, s in sb.read_notebook(str(tmp_path/'60_explain.ipynb')).scraps.items()}
+    assert {t['feature'] for t in ex['top_features']} == {'Review Text', 'Title', 'Age', 'Department Name'}
+    terms = pd.DataFrame(ex['top_terms'])
+    assert set(terms.columns) == {'column', 'term', 'class', 'direction', 'weight'} and set(terms['class']) == {'yes'}
+    assert terms.groupby(['column', 'direction']).size().max() == 5
+    assert set(terms.term[(terms.column == 'Review Text') & (terms.direction == 'towards')]) & {'love', 'great', 'perfect', 'comfortable', 'love it', 'love this'}
