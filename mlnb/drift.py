@@ -4,6 +4,7 @@
 
 # %% ../nbs/08_drift.ipynb #be283fdb
 from __future__ import annotations
+import re
 from numbers import Real
 import numpy as np
 import pandas as pd
@@ -12,12 +13,13 @@ from scipy.spatial.distance import jensenshannon
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['DRIFT_DEFAULTS', 'METHODS', 'NOT_SCORES', 'drift_settings', 'column_kind', 'category_counts', 'bin_shares', 'psi',
-           'ks_test', 'chi2_test', 'wasserstein_norm', 'js_distance', 'column_drift', 'drift_table', 'dataset_drift',
-           'prediction_drift', 'performance_change', 'plot_column_drift']
+__all__ = ['DRIFT_DEFAULTS', 'METHODS', 'TEXT_FIELDS', 'NOT_SCORES', 'drift_settings', 'column_kind', 'column_kinds',
+           'text_vocabulary', 'text_vocabularies', 'word_stats', 'date_days', 'category_counts', 'bin_shares', 'psi',
+           'ks_test', 'chi2_test', 'wasserstein_norm', 'js_distance', 'column_drift', 'text_drift', 'drift_table',
+           'dataset_drift', 'prediction_drift', 'performance_change', 'plot_column_drift']
 
 # %% ../nbs/08_drift.ipynb #69d0b375
-DRIFT_DEFAULTS = dict(small_reference=1000, ks_p=0.05, chi2_p=0.05, wasserstein_threshold=0.1, js_threshold=0.1, psi_bins=10)
+DRIFT_DEFAULTS = dict(small_reference=1000, ks_p=0.05, chi2_p=0.05, wasserstein_threshold=0.1, js_threshold=0.1, psi_bins=10, oov_increase=0.1)
 
 def drift_settings(**thresholds) -> dict:
     "`DRIFT_DEFAULTS` with `thresholds` applied; an unknown name raises `MlnbError`."
@@ -30,6 +32,43 @@ def column_kind(ref_col: pd.Series, num_unique_threshold: int = 5) -> str:
     "`'num'` if `ref_col` is numeric with more than `num_unique_threshold` distinct values, else `'cat'`."
     return 'num' if ref_col.dtype.kind in 'iuf' and ref_col.nunique(dropna=True) > num_unique_threshold else 'cat'
 
+
+# %% ../nbs/08_drift.ipynb #fe27b53c
+def _blocks(pipeline) -> list:
+    "`(name, transformer, columns)` of the fitted Pipeline's 'prep' step, columns always a list."
+    prep = getattr(pipeline, 'named_steps', {}).get('prep')
+    return [(n, t, [c] if isinstance(c, str) else list(c)) for n, t, c in getattr(prep, 'transformers_', []) if n != 'remainder']
+
+def column_kinds(pipeline, features: list) -> dict:
+    "`{column: kind}` for the `features` the fitted Pipeline reads as text, dates or categories; the others are left to `column_kind`."
+    kind = lambda n: 'text' if n.startswith('text_') else 'date' if n == 'dates' else 'cat' if n in ('cat', 'cat_target') else None
+    return {c: kind(n) for n, _, cols in _blocks(pipeline) if kind(n) for c in cols if c in features}
+
+def text_vocabulary(block) -> tuple:
+    "`(words, known)` of a fitted text block: a function splitting texts into the words it counts, and the words of its vocabulary."
+    vec = block.named_steps['tfidf']; vec = dict(getattr(vec, 'transformer_list', [])).get('words', vec)
+    clean, pre, tok = block.named_steps['clean'], vec.build_preprocessor(), vec.build_tokenizer()
+    words = lambda texts: [tok(pre(t)) for t in clean.transform(pd.Series(texts, dtype=object))]
+    return words, frozenset(w for term in vec.vocabulary_ for w in term.split())
+
+def text_vocabularies(pipeline) -> dict:
+    "`{column: (words, known)}` for each text block of the fitted Pipeline."
+    return {cols[0]: text_vocabulary(t) for n, t, cols in _blocks(pipeline) if n.startswith('text_')}
+
+# %% ../nbs/08_drift.ipynb #69c5d9be
+def _split_words(texts) -> list: return [re.findall(r'(?u)\b\w\w+\b', str(t).lower()) for t in texts]
+
+def word_stats(texts, words=None, known=None) -> tuple[np.ndarray, float]:
+    "Words per text of `texts` (missing dropped) and the share of all their words not in `known` (NaN without it or without words)."
+    ws = (words or _split_words)(pd.Series(texts, dtype=object).dropna())
+    n = np.array([len(w) for w in ws], dtype=float)
+    if known is None or not n.sum(): return n, float('nan')
+    return n, sum(w not in known for t in ws for w in t) / n.sum()
+
+def date_days(col) -> pd.Series:
+    "Days since 1970-01-01 of each value of `col` read as a date or time (missing or unparseable: missing)."
+    d = pd.to_datetime(pd.Series(col), errors='coerce', format='mixed', utc=True)
+    return (d - pd.Timestamp('1970-01-01', tz='UTC')) / pd.Timedelta(days=1)
 
 # %% ../nbs/08_drift.ipynb #5042ba61
 def category_counts(ref: pd.Series, cur: pd.Series) -> tuple[list, np.ndarray, np.ndarray]:
@@ -92,10 +131,11 @@ def _values(col: pd.Series, kind: str, side: str) -> pd.Series | np.ndarray:
     except (TypeError, ValueError): raise MlnbError(f"drift: column '{col.name}' is numeric in the reference but the {side} data holds non-numbers such as {v.iloc[0]!r}") from None
 
 def column_drift(ref_col: pd.Series, cur_col: pd.Series, kind: str, n_reference: int | None = None, **thresholds) -> dict:
-    "Compare one column of the reference with the current batch: method, statistic, p-value, threshold, drift, PSI, missing shares."
+    "Compare one column (`num`, `cat`, `date`) of the reference with the current batch: method, statistic, p-value, threshold, drift, PSI, missing shares."
     t, ref_col, cur_col = drift_settings(**thresholds), pd.Series(ref_col), pd.Series(cur_col)
-    if kind not in ('num', 'cat'): raise MlnbError(f"drift: kind '{kind}' of column '{ref_col.name}' is not 'num' or 'cat'")
+    if kind not in ('num', 'cat', 'date'): raise MlnbError(f"drift: kind '{kind}' of column '{ref_col.name}' is not 'num', 'cat' or 'date' (text: `text_drift`)")
     cur_col = cur_col.rename(ref_col.name)
+    if kind == 'date': return dict(column_drift(date_days(ref_col), date_days(cur_col), 'num', n_reference or len(ref_col), **thresholds), kind='date')
     r, c = _values(ref_col, kind, 'reference'), _values(cur_col, kind, 'current')
     method, test, key = METHODS[kind, (len(ref_col) if n_reference is None else n_reference) <= t['small_reference']]
     stat, p = test(r, c)
@@ -103,18 +143,34 @@ def column_drift(ref_col: pd.Series, cur_col: pd.Series, kind: str, n_reference:
                 drift=bool(p < t[key] if p is not None else stat >= t[key]), psi=psi(r, c, kind, t['psi_bins']),
                 missing_ref=float(ref_col.isna().mean()), missing_cur=float(cur_col.isna().mean()))
 
+# %% ../nbs/08_drift.ipynb #682860db
+TEXT_FIELDS = ['length_ref', 'length_cur', 'length_drift', 'oov_ref', 'oov_cur', 'oov_drift']
+
+def text_drift(ref_col: pd.Series, cur_col: pd.Series, vocabulary: tuple | None = None, n_reference: int | None = None, **thresholds) -> dict:
+    "Compare a text column: its length in words as a numeric column, and whether its out-of-vocabulary share rose by more than `oov_increase`."
+    t, (words, known) = drift_settings(**thresholds), vocabulary or (None, None)
+    ref_col, cur_col = pd.Series(ref_col), pd.Series(cur_col)
+    (lr, oov_r), (lc, oov_c) = word_stats(ref_col, words, known), word_stats(cur_col, words, known)
+    row = column_drift(pd.Series(lr, name=ref_col.name), pd.Series(lc), 'num', n_reference or len(ref_col), **thresholds)
+    oov_drift = bool(oov_c - oov_r > t['oov_increase'])
+    return dict(row, kind='text', method='length+oov', drift=row['drift'] or oov_drift,
+                missing_ref=float(ref_col.isna().mean()), missing_cur=float(cur_col.isna().mean()),
+                **dict(zip(TEXT_FIELDS, [float(lr.mean()), float(lc.mean()), row['drift'], oov_r, oov_c, oov_drift])))
+
 # %% ../nbs/08_drift.ipynb #ed7c6ae5
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list | None = None, target: str | None = None,
-                num_unique_threshold: int = 5, **thresholds) -> pd.DataFrame:
-    "One `column_drift` row per column of `reference` and `current`, drifted columns first, then by strength of evidence."
+                num_unique_threshold: int = 5, kinds: dict | None = None, vocabularies: dict | None = None, **thresholds) -> pd.DataFrame:
+    "One drift row per column of `reference` and `current` (kind from `kinds`, else `column_kind`), drifted first, then by strength of evidence."
     drift_settings(**thresholds)
     if columns is None: columns = [c for c in reference.columns if c in current.columns and c != target]
     for side, df in (('reference', reference), ('current', current)):
         if missing := [c for c in columns if c not in df.columns]:
             raise MlnbError(f'drift: column(s) {missing} are not in the {side} data; it has {list(df.columns)}')
     if not len(columns): raise MlnbError('drift: reference and current have no column in common (besides the target) to compare')
-    t = pd.DataFrame([column_drift(reference[c], current[c], column_kind(reference[c], num_unique_threshold), len(reference), **thresholds)
-                      for c in dict.fromkeys(columns)])
+    kinds, vocabularies = kinds or {}, vocabularies or {}
+    kind = lambda c: kinds.get(c) or column_kind(reference[c], num_unique_threshold)
+    t = pd.DataFrame([text_drift(reference[c], current[c], vocabularies.get(c), len(reference), **thresholds) if kind(c) == 'text' else
+                      column_drift(reference[c], current[c], kind(c), len(reference), **thresholds) for c in dict.fromkeys(columns)])
     t['p_value'] = t['p_value'].astype(float)
     strength = t['p_value'].where(t['p_value'].notna(), -t['statistic'])
     return t.iloc[np.lexsort((strength.to_numpy(), ~t['drift'].to_numpy()))].reset_index(drop=True)
@@ -157,10 +213,14 @@ def performance_change(reference_metrics: dict, current_metrics: dict, max_drop:
     return t.sort_values(['flag', 'worse_by'], ascending=False, kind='stable').reset_index(drop=True)
 
 # %% ../nbs/08_drift.ipynb #99bb5038
-def plot_column_drift(ref_col: pd.Series, cur_col: pd.Series, kind: str, title: str | None = None, bins: int = 30, max_categories: int = 20):
-    "A `Figure` of the reference and current distributions of one column: overlaid histograms ('num') or category shares ('cat')."
+def plot_column_drift(ref_col: pd.Series, cur_col: pd.Series, kind: str, title: str | None = None, bins: int = 30, max_categories: int = 20, words=None):
+    "A `Figure` of the reference and current distributions of one column: overlaid histograms ('num'; words per text, days of a date) or category shares ('cat')."
     from matplotlib.figure import Figure
     name = getattr(ref_col, 'name', None) or 'value'
+    if kind in ('text', 'date'):
+        as_num = (lambda s: pd.Series(word_stats(s, words)[0], name=f'{name}: words per text')) if kind == 'text' else \
+                 (lambda s: date_days(s).rename(f'{name}: days since 1970-01-01'))
+        return plot_column_drift(as_num(ref_col), as_num(cur_col), 'num', title or f'{name}: reference vs current', bins)
     r, c = pd.Series(ref_col).dropna(), pd.Series(cur_col).dropna()
     fig = Figure(figsize=(8, 3.6)); ax = fig.subplots()
     if kind == 'num':

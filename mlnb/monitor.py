@@ -10,7 +10,7 @@ from .core import MlnbError
 
 # %% auto #0
 __all__ = ['JUDGED', 'model_markers', 'batch_features', 'unseen_categories', 'monitor_task', 'compared_predictions',
-           'judged_limits', 'monitor_summary']
+           'judged_limits', 'text_comparison', 'monitor_summary']
 
 # %% ../nbs/90_monitor.ipynb #a44438eb
 def model_markers(pipeline) -> list:
@@ -63,6 +63,16 @@ def judged_limits(task: dict, judged: list, reference_metrics: dict, metrics: di
     if judged and (bad := [m for m in names if m not in reference_metrics or m not in metrics]):
         raise MlnbError(f"monitor: judged_metrics names {bad}, which the model's test metrics {sorted(reference_metrics)} or the batch's {sorted(metrics)} lack")
     return {m: max_drop for m in names if m in reference_metrics and m in metrics}
+
+# %% ../nbs/90_monitor.ipynb #68d17f6d
+def text_comparison(row: dict, oov_increase: float = 0.1) -> pd.DataFrame:
+    "A text column's drift row as a table: words per text (mean) and out-of-vocabulary share, reference vs batch, each with its rule and verdict."
+    length = (f"KS p-value {row['p_value']:.3g} (drift below {row['threshold']:g})" if pd.notna(row['p_value']) else
+              f"Wasserstein {row['statistic']:.3g} (drift from {row['threshold']:g})")
+    return pd.DataFrame({'reference': [row['length_ref'], row['oov_ref']], 'batch': [row['length_cur'], row['oov_cur']],
+                         'rule': [length, f"rise {row['oov_cur'] - row['oov_ref']:+.3f} (drift above {oov_increase:g})"],
+                         'drift': [bool(row['length_drift']), bool(row['oov_drift'])]},
+                        index=pd.Index(['words per text (mean)', 'out-of-vocabulary share'], name=row['column']))
 
 # %% ../nbs/90_monitor.ipynb #cb6a5ef5
 def _judged(perf: list) -> str:

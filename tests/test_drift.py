@@ -119,3 +119,36 @@ def test_performance_change_flags_drops():
     t = performance_change(test_m, new_m, max_drop={'roc_auc': 0.1, 'pr_auc': 0.01})
     assert set(t.metric[t.flag]) == {'pr_auc'} and t.set_index('metric').max_drop.isna().sum() == 2
     with pytest.raises(MlnbError, match=r"\['f1'\]"): performance_change(test_m, new_m, max_drop={'f1': 0.05})
+
+# --- text columns: judged by the model's own words ----------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def reviews_pipe():
+    "A multiclass text model (Rating from the review text, age and department) fitted on 400 reviews, and the other reviews."
+    from mlnb.features import infer_roles, make_preprocessor
+    from mlnb.train import compose
+    d = pd.read_csv('data/womens_clothing_reviews.csv.gz', nrows=1500).dropna(subset=['Review Text']).reset_index(drop=True)
+    X = d[['Review Text', 'Age', 'Department Name']]
+    prep = make_preprocessor(infer_roles(X.iloc[:400]), 'linear', 'multiclass')
+    return compose(prep, 'linear', {}, 0, [], 'multiclass').fit(X.iloc[:400], d['Rating'].iloc[:400].astype(str)), X.iloc[:400], X.iloc[400:]
+
+def scramble(texts: pd.Series, seed: int = 0) -> pd.Series:
+    "Each word's letters shuffled: the same number of words, hardly one the model knows."
+    import re
+    rng = np.random.default_rng(seed)
+    return texts.map(lambda t: re.sub(r'\w+', lambda m: ''.join(rng.permutation(list(m[0]))), t))
+
+def test_text_column_by_length_and_vocabulary(reviews_pipe):
+    from mlnb.drift import column_kinds, text_vocabularies
+    pipe, ref, rest = reviews_pipe
+    kinds, vocab = column_kinds(pipe, list(ref.columns)), text_vocabularies(pipe)
+    assert kinds == {'Review Text': 'text', 'Department Name': 'cat'} and set(vocab) == {'Review Text'}
+    row = lambda cur: drift_table(ref, cur, kinds=kinds, vocabularies=vocab).set_index('column').loc['Review Text']
+    same = row(rest.sample(400, random_state=0))
+    assert (same.kind, same.method, same.drift) == ('text', 'length+oov', False)
+    assert 0 < same.oov_ref < same.oov_cur < same.oov_ref + 0.1                  # new reviews: a few more unknown words, not many
+    shuffled = row(rest.sample(400, random_state=0).assign(**{'Review Text': lambda d: scramble(d['Review Text'])}))
+    assert shuffled.drift and shuffled.oov_drift and shuffled.oov_cur > 0.5 and not shuffled.length_drift
+    longer = row(rest.sample(400, random_state=0).assign(**{'Review Text': lambda d: d['Review Text'] + ' ' + d['Review Text']}))
+    assert longer.drift and longer.length_drift and not longer.oov_drift and longer.length_cur > 1.8 * longer.length_ref
+    assert drift_table(ref, rest.sample(400, random_state=0)).set_index('column').loc['Review Text', 'kind'] == 'cat'   # without the model's kinds

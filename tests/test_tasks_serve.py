@@ -163,3 +163,52 @@ def test_regression_batch_predict_and_monitor(models, tmp_path):
     assert 'age' in g['drifted_columns'] and g['n_columns'] == 13
     assert f"hours v1 (regression, target hours-per-week), 1,500 rows: " in r.stdout and 'age' in r.stdout.splitlines()[-2]
     assert ('DRIFT' in r.stdout) == g['drift_detected'] and (r.returncode == 3) == (g['drift_detected'] or g['performance_drop'])
+
+# --- a text model: the review column judged by its length and the model's vocabulary ----------------------------------------
+
+def scramble(texts: pd.Series, seed: int = 0) -> pd.Series:
+    "Each word's letters shuffled: the same number of words, hardly one the model knows."
+    import re
+    rng = np.random.default_rng(seed)
+    return texts.map(lambda t: re.sub(r'\w+', lambda m: ''.join(rng.permutation(list(m[0]))), t))
+
+@pytest.fixture(scope='module')
+def reviews(tmp_path_factory):
+    "A multiclass text model (Rating from the review text, age and department) on 400 reviews, registered with them as its reference; the other reviews."
+    from mlnb.features import infer_roles, make_preprocessor
+    from mlnb.train import compose
+    d = pd.read_csv(ROOT/'data'/'womens_clothing_reviews.csv.gz', nrows=1500).dropna(subset=['Review Text']).reset_index(drop=True)
+    d['Rating'] = d['Rating'].astype(str); cols = ['Review Text', 'Age', 'Department Name']
+    train, rest = d.iloc[:400], d.iloc[400:]
+    roles = infer_roles(train[cols]); assert roles.set_index('column').role['Review Text'] == 'text'
+    pipe = compose(make_preprocessor(roles, 'linear', 'multiclass'), 'linear', {}, 0, [], 'multiclass').fit(train[cols], train['Rating'])
+    classes = [str(c) for c in pipe.classes_]
+    reg = Registry(tmp_path_factory.mktemp('registry'))
+    v = reg.register('reviews', pipe, schema={}, reference=train[cols + ['Rating']].assign(_prediction=pipe.predict(train[cols])),
+                     metrics=multiclass_metrics(rest['Rating'][:300], pipe.predict_proba(rest[cols][:300]), classes), run_id='test-tasks',
+                     task=dict(task='multiclass', target='Rating', classes=classes, positive=None))
+    reg.promote(f'reviews@{v}')
+    return reg, rest[cols].sample(400, random_state=1).reset_index(drop=True)
+
+def monitor_reviews(reg, batch, tmp_path):
+    batch.to_csv(tmp_path/'batch.csv', index=False)
+    r = mlnb('monitor', '--model', 'reviews', '--registry', reg.root, '--data', tmp_path/'batch.csv', '--runs-dir', tmp_path/'monitor')
+    assert r.returncode in (0, 3), r.stdout + r.stderr
+    g = glued(tmp_path/'monitor')
+    return r, g, {row['column']: row for row in g['drift_table']}
+
+def test_monitor_text_column_stable_on_other_reviews(reviews, tmp_path):
+    reg, batch = reviews
+    r, g, rows = monitor_reviews(reg, batch, tmp_path)
+    t = rows['Review Text']
+    assert (t['kind'], t['method'], t['drift']) == ('text', 'length+oov', False) and rows['Department Name']['kind'] == 'cat'
+    assert 0 < g['text_drift']['Review Text']['oov_ref'] < g['text_drift']['Review Text']['oov_cur'] < t['oov_ref'] + 0.1
+    assert 'Review Text' not in g['drifted_columns'] and 'reviews v1 (multiclass, target Rating), 400 rows: ' in r.stdout
+    assert 'out-of-vocabulary share' in next((tmp_path/'monitor').glob('*/01_monitor.ipynb')).read_text()
+
+def test_monitor_text_column_drifts_on_scrambled_words(reviews, tmp_path):
+    reg, batch = reviews
+    r, g, rows = monitor_reviews(reg, batch.assign(**{'Review Text': scramble(batch['Review Text'])}), tmp_path)
+    t = rows['Review Text']
+    assert t['drift'] and t['oov_drift'] and t['oov_cur'] > 0.5 and not t['length_drift']     # as many words, but unreadable
+    assert g['drifted_columns'] == ['Review Text'] and 'Review Text' in r.stdout.splitlines()[-2]
