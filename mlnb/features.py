@@ -82,7 +82,7 @@ class DateParts(TransformerMixin, BaseEstimator):
         out = {}
         for c in X.columns:
             d = pd.to_datetime(X[c], errors='coerce', format='mixed', utc=True).dt.tz_localize(None)
-            out.update({f'{c}_year': d.dt.year, f'{c}_month': d.dt.month, f'{c}_dayofweek': d.dt.dayofweek, f'{c}_hour': d.dt.hour,
+            out.update({f'{c}_year': d.dt.year, f'{c}_month': d.dt.month, f'{c}_dayofweek': d.dt.day_of_week, f'{c}_hour': d.dt.hour,
                         f'{c}_days': (d - ref).dt.days})
         return pd.DataFrame(out, index=X.index).astype(float).to_numpy()
     def get_feature_names_out(self, input_features=None):
