@@ -9,7 +9,7 @@ import pandas as pd
 from .core import MlnbError, project_path
 
 # %% auto #0
-__all__ = ['FORMATS', 'table_format', 'read_table', 'read_tables', 'sample_frame', 'describe_columns', 'demo_data']
+__all__ = ['FORMATS', 'DEMO_TASK', 'table_format', 'read_table', 'read_tables', 'sample_frame', 'describe_columns', 'demo_data']
 
 # %% ../nbs/10_ingest.ipynb #8a8fea39
 FORMATS = {'.csv': 'csv', '.gz': 'csv', '.tsv': 'csv', '.parquet': 'parquet', '.pq': 'parquet'}
@@ -54,3 +54,5 @@ def describe_columns(df: pd.DataFrame) -> pd.DataFrame:
 def demo_data(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     "A small sample of the embedded Adult data, for stages run on their own."
     return sample_frame(read_table('data/adult.csv.gz'), n, seed)
+
+DEMO_TASK = dict(task='binary', target='income', classes=['<=50K', '>50K'], positive='>50K')  # what `demo_data` predicts; only for stages run on their own

@@ -233,10 +233,6 @@ class FastScorer:
         if self.regression: return self.trees.predict(X) if trees else self.model.predict(X)
         return self.trees.predict_proba(X) if trees else self.model.predict_proba(X)
 
-    def predict_proba(self, cols: dict) -> np.ndarray:
-        "Class probabilities for `cols`, in the order of `classes_` (a classifier only)."
-        if self.regression: raise MlnbError('serve: a regressor has no class probabilities; use score')
-        return self.score(cols)
 
 class PipelineScorer:
     "The slow, general path: the Pipeline on a DataFrame."
@@ -247,7 +243,6 @@ class PipelineScorer:
     def score(self, cols: dict) -> np.ndarray:
         X = pd.DataFrame(cols)
         return self.pipeline.predict(X) if self.regression else self.pipeline.predict_proba(X)
-    def predict_proba(self, cols: dict) -> np.ndarray: return self.pipeline.predict_proba(pd.DataFrame(cols))
 
 def make_scorer(pipeline, reference: pd.DataFrame, atol: float = 1e-9):
     "A `FastScorer` when it reproduces the Pipeline on `reference` within `atol` (relative, for values beyond ±1), else a `PipelineScorer` whose `note` says why."
