@@ -101,7 +101,11 @@ _EXACT = {'JsonNode': {'builtins.str'}, 'DictNode': {'builtins.dict', 'collectio
           'ListNode': {'builtins.list'}, 'SetNode': {'builtins.set'}, 'TupleNode': {'builtins.tuple'}, 'SliceNode': {'builtins.slice'},
           'BytesNode': {'builtins.bytes'}, 'BytearrayNode': {'builtins.bytearray'}, 'DTypeNode': {'numpy.dtype'},
           'MaskedArrayNode': {'numpy.ma.MaskedArray'}, 'RandomStateNode': {'numpy.random.mtrand.RandomState'},
-          'RandomGeneratorNode': {'numpy.random._generator.Generator'}, 'TreeNode': {'sklearn.tree._tree.Tree'}}
+          'RandomGeneratorNode': {'numpy.random._generator.Generator'}, 'TreeNode': {'sklearn.tree._tree.Tree'},
+          # the only functions a model may hold, each pure arithmetic on its arguments: the input check HistGradientBoosting with
+          # categorical features keeps as partial(check_array, ...) in its own preprocessing, and SelectKBest's score functions
+          'FunctionNode': {'sklearn.utils.validation.check_array', 'sklearn.feature_selection._univariate_selection.f_classif',
+                           'sklearn.feature_selection._univariate_selection.f_regression'}, 'PartialNode': {'functools.partial'}}
 _VALUES = {'builtins.str', 'builtins.int', 'builtins.float', 'builtins.bool', 'builtins.complex', 'builtins.bytes', 'builtins.object'}
 _PARTS = {'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor', 'sklearn._loss.link.Interval',
           'sklearn.calibration._CalibratedClassifier'}  # a calibrated linear SVM's per-fold (model, calibrators) pairs

@@ -5,6 +5,7 @@
 # %% ../nbs/60_explain.ipynb #9b828883
 from __future__ import annotations
 import copy
+from math import factorial
 from numbers import Integral
 import numpy as np
 import pandas as pd
@@ -23,9 +24,10 @@ from .core import MlnbError
 from .features import DateParts
 
 # %% auto #0
-__all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'explain_pipeline',
-           'explained_output', 'group_explanation', 'global_importance', 'class_importance', 'for_rows_class',
-           'text_terms', 'term_weights', 'top_terms', 'draw_rows', 'local_positions']
+__all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'tree_shap', 'selected',
+           'explains_columns', 'explain_pipeline', 'explained_output', 'model_origins', 'group_explanation',
+           'global_importance', 'class_importance', 'for_rows_class', 'text_terms', 'term_weights', 'top_terms',
+           'draw_rows', 'local_positions']
 
 # %% ../nbs/60_explain.ipynb #48dca3ca
 def _onehot(trans) -> OneHotEncoder | None:
@@ -84,6 +86,55 @@ def class_index(model, positive) -> int:
     if str(positive) not in classes: raise MlnbError(f"explain: positive class '{positive}' is not one of the model's classes {classes}")
     return classes.index(str(positive))
 
+# %% ../nbs/60_explain.ipynb #2fbc686a
+def _leaves(ta) -> list:
+    "Per leaf of every tree of `ta` (a `TreeArrays`): `(tree, leaf node, [(node, went left), ...])` from the root down."
+    out = []
+    for t, root in enumerate(ta.roots):
+        todo = [(int(root), [])]
+        while todo:
+            n, path = todo.pop()
+            if ta.leaf[n]: out.append((t, n, path)); continue
+            todo += [(int(ta.left[n]), path + [(n, True)]), (int(ta.right[n]), path + [(n, False)])]
+    return out
+
+def _shapley_weights(p: int) -> np.ndarray:
+    "Weight of a coalition of k = 0..p-1 others in a p-player Shapley value."
+    return np.array([factorial(k) * factorial(p - 1 - k) / factorial(p) for k in range(p)])
+
+def tree_shap(ta, X: np.ndarray, n_features: int) -> tuple:
+    "Path-dependent TreeSHAP of a boosted `TreeArrays` (categorical splits too): `(values rows x features x outputs, base value per output)`."
+    if ta.forest: raise MlnbError('explain: tree_shap handles gradient-boosted trees')
+    L, feat, n, k = ta.go_left(X), ta.features_in(), len(X), len(ta.base)
+    values, base = np.zeros((n, n_features, k)), ta.base.astype(float).copy()
+    by_tree = {}
+    for t, leaf, path in _leaves(ta): by_tree.setdefault(t, []).append((leaf, path))
+    for t, leaves in by_tree.items():
+        out, rows = t % k, []
+        for leaf, path in leaves:                       # per feature on the path: the share of training rows that went this way (w)
+            fs = {}                                     # and whether each row goes this way at every node of that feature (a)
+            for node, went_left in path:
+                child = ta.left[node] if went_left else ta.right[node]
+                w, a = fs.get(feat[node], (1.0, True))
+                fs[feat[node]] = (w * ta.count[child] / ta.count[node], a & (L[:, node] if went_left else ~L[:, node]))
+            rows.append((float(ta.value[leaf]), fs))
+        P = max(len(fs) for _, fs in rows)
+        if P == 0: base[out] += sum(v for v, _ in rows); continue
+        V = np.array([v for v, _ in rows])              # pad every path to P players with null players (w = a = 1): the others' values stay
+        W, F, A = np.ones((len(rows), P)), np.full((len(rows), P), -1), np.ones((n, len(rows), P))
+        for i, (_, fs) in enumerate(rows):
+            for j, (f, (w, a)) in enumerate(fs.items()): W[i, j], F[i, j], A[:, i, j] = w, f, a
+        base[out] += float((V * W.prod(1)).sum())
+        coef = _shapley_weights(P)
+        for j in range(P):                              # coefficients of prod over the others of (w + a x): e_k, coalitions of k known
+            poly = np.zeros((n, len(rows), P)); poly[..., 0] = 1
+            for g in range(P):
+                if g == j: continue
+                nxt = poly * W[:, g][None, :, None]; nxt[..., 1:] += poly[..., :-1] * A[..., g:g + 1]; poly = nxt
+            phi = V * (A[..., j] - W[:, j]) * (poly @ coef)  # rows x leaves
+            for i in np.flatnonzero(F[:, j] >= 0): values[:, F[i, j], out] += phi[:, i]
+    return values, base
+
 # %% ../nbs/60_explain.ipynb #033cade7
 def _model_parts(pipe: Pipeline) -> tuple:
     "`(prep, model)` steps of `pipe`, found by name."
@@ -95,20 +146,51 @@ def _dense(Z) -> np.ndarray:
     "`Z` (the preprocessed rows, maybe sparse) as a dense float array."
     return np.asarray(Z.toarray() if sparse.issparse(Z) else Z, dtype=float)
 
+def _native_categories(model) -> bool:
+    "Does `model` split some features as categories (HistGradientBoosting with native categorical support)?"
+    return getattr(model, 'is_categorical_', None) is not None and bool(np.any(model.is_categorical_))
+
 def _raw_explanation(model, kind: str, Xt: np.ndarray, bg: np.ndarray, seed: int) -> shap.Explanation:
     "SHAP values of every output of `model` for the preprocessed rows `Xt` (`bg`: background rows for linear and permutation explainers)."
+    if kind == 'tree' and _native_categories(model):
+        from mlnb.serve import TreeArrays
+        v, b = tree_shap(TreeArrays(model), Xt, Xt.shape[1])
+        return shap.Explanation(v[..., 0] if v.shape[2] == 1 else v, base_values=np.tile(b if v.shape[2] > 1 else b[0], (len(Xt),) + (1,) * (v.shape[2] > 1)))
     if kind == 'tree': return shap.TreeExplainer(model, feature_perturbation='tree_path_dependent')(Xt)
     if kind == 'linear': return shap.LinearExplainer(model, bg)(Xt)
     f = model.predict if is_regressor(model) else model.predict_proba
     return shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=len(bg)), seed=seed)(Xt, max_evals=max(500, 2*Xt.shape[1] + 1), silent=True)
 
+def selected(pipe: Pipeline) -> np.ndarray | None:
+    "Which of step prep's features a `select` step keeps (None: no selection)."
+    return pipe.named_steps['select'].get_support() if 'select' in pipe.named_steps else None
+
+def explains_columns(pipe: Pipeline) -> bool:
+    "Are `pipe`'s explanations over its input columns (a `reduce` step mixes the features) rather than its model's features?"
+    return 'reduce' in pipe.named_steps
+
+def _column_explanation(pipe: Pipeline, X: pd.DataFrame, background: pd.DataFrame, seed: int) -> shap.Explanation:
+    "Permutation SHAP values over the input columns of `X`: the whole Pipeline is the model."
+    cols, types = list(X.columns), X.dtypes.to_dict()   # shap masks numbers: each column's values become codes, decoded for the Pipeline
+    both = pd.concat([X[cols], background[cols]], ignore_index=True)
+    coded = {c: pd.factorize(both[c], use_na_sentinel=False) for c in cols}
+    M = np.column_stack([coded[c][0] for c in cols]).astype(float)
+    decode = lambda a: pd.DataFrame({c: coded[c][1].take(a[:, j].astype(int)) for j, c in enumerate(cols)}).astype(types)
+    masker = shap.maskers.Independent(M[len(X):], max_samples=len(background))
+    return shap.PermutationExplainer(lambda a: explained_output(pipe, decode(a)), masker, seed=seed)(M[:len(X)], max_evals=max(200, 2 * len(cols) + 1), silent=True)
+
 def explain_pipeline(pipe: Pipeline, X: pd.DataFrame, background: pd.DataFrame, positive=None, seed: int = 0) -> shap.Explanation:
-    "SHAP values for rows `X` over the features `pipe` feeds its model: of the `positive` class if given, else of every class (rows x features x classes), or of a regressor's prediction."
+    "SHAP values for rows `X` over the features `pipe` feeds its model (or, after a `reduce` step, its input columns): of the `positive` class if given, else of every class (rows x features x classes), or of a regressor's prediction."
     prep, model = _model_parts(pipe)
-    (kind, _), names = explainer_kind(model), prep.get_feature_names_out()
-    Xt, bg = (_dense(pipe[:-1].transform(d)) for d in (X, background))
-    if Xt.shape[1] != len(names): raise MlnbError(f"explain: the model sees {Xt.shape[1]} features but step prep makes {len(names)}")
-    e = _raw_explanation(model, kind, Xt, bg, seed)
+    kind, names = explainer_kind(model)[0], prep.get_feature_names_out()
+    if explains_columns(pipe):
+        names, Xt = list(X.columns), X
+        e, Xt = _column_explanation(pipe, X, background, seed), X.to_numpy(dtype=object)  # every class's output, as explained_output gives them
+    else:
+        if (keep := selected(pipe)) is not None: names = names[keep]
+        Xt, bg = (_dense(pipe[:-1].transform(d)) for d in (X, background))
+        if Xt.shape[1] != len(names): raise MlnbError(f"explain: the model sees {Xt.shape[1]} features but the steps before it make {len(names)}")
+        e = _raw_explanation(model, kind, Xt, bg, seed)
     v = e.values; b = np.broadcast_to(np.asarray(e.base_values, dtype=float), v.shape[:1] + v.shape[2:])
     classes = None if is_regressor(model) else [str(c) for c in model.classes_]
     if classes and v.ndim == 2: v, b = np.stack([-v, v], -1), np.stack([-b, b], -1)  # one output: log-odds of classes_[1]
@@ -123,6 +205,12 @@ def explained_output(pipe: Pipeline, X: pd.DataFrame, positive=None) -> np.ndarr
     if explainer_kind(model)[1] == 'probability': out = pipe.predict_proba(X)
     else: out = pipe.decision_function(X); out = out if out.ndim == 2 else np.column_stack([-out, out])
     return out if positive is None else out[:, class_index(model, positive)]
+
+def model_origins(pipe: Pipeline, columns) -> pd.Series:
+    "The input column behind each feature that `explain_pipeline` explains for `pipe` (`columns`: its input columns)."
+    if explains_columns(pipe): return pd.Series(list(columns), index=list(columns), name='column')
+    o = feature_origins(_model_parts(pipe)[0])
+    return o if (keep := selected(pipe)) is None else o[keep]
 
 # %% ../nbs/60_explain.ipynb #cda0860f
 def _short(v, n: int = 40):
@@ -167,13 +255,15 @@ def _terms(vec) -> list:
     if isinstance(vec, FeatureUnion): return [t for _, v in vec.transformer_list for t in _terms(v)]
     return [str(t) if vec.analyzer == 'word' else repr(str(t)) for t in vec.get_feature_names_out()]
 
-def text_terms(prep: ColumnTransformer) -> dict:
-    "For each text column of the fitted `prep`: its terms' positions among the model features, indexed by term (None when an SVD mixes the terms)."
-    out = {}
+def text_terms(prep: ColumnTransformer, keep=None) -> dict:
+    "For each text column of the fitted `prep`: its terms' positions among the model features, indexed by term (None when an SVD mixes the terms); `keep`: the features a selection kept."
+    out, at = {}, None if keep is None else np.cumsum(keep) - 1
     for name, trans, cols in prep.transformers_:
         if (vec := _vectorizer(trans)) is None: continue
         col, sl = cols if isinstance(cols, str) else list(cols)[0], prep.output_indices_[name]
-        out[col] = None if _steps(trans)[-1] is not vec else pd.Series(range(sl.start, sl.stop), index=_terms(vec), name='position')
+        if _steps(trans)[-1] is not vec: out[col] = None; continue
+        pos = pd.Series(range(sl.start, sl.stop), index=_terms(vec), name='position')
+        out[col] = pos if keep is None else pos[keep[pos.to_numpy()]].map(lambda p: int(at[p]))
     return out
 
 def term_weights(e: shap.Explanation, positions) -> np.ndarray:
@@ -181,10 +271,10 @@ def term_weights(e: shap.Explanation, positions) -> np.ndarray:
     v, on = np.asarray(e.values)[:, positions], np.asarray(e.data)[:, positions] != 0
     return (v * (on[..., None] if v.ndim == 3 else on)).sum(0) / len(v)
 
-def top_terms(e: shap.Explanation, prep: ColumnTransformer, n: int, positive=None) -> pd.DataFrame:
-    "The `n` terms of each text column of `prep` that push `e`'s output most each way: towards / away from `positive` or each class, or up / down."
+def top_terms(e: shap.Explanation, prep: ColumnTransformer, n: int, positive=None, keep=None) -> pd.DataFrame:
+    "The `n` terms of each text column of `prep` that push `e`'s output most each way: towards / away from `positive` or each class, or up / down (`keep`: as for `text_terms`)."
     rows, classes = [], list(e.output_names) if np.ndim(e.values) == 3 else [positive]
-    for col, terms in text_terms(prep).items():
+    for col, terms in text_terms(prep, keep).items():
         if terms is None: continue
         w = term_weights(e, terms.to_numpy()).reshape(len(terms), -1)
         for k, c in enumerate(classes):

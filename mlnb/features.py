@@ -9,15 +9,18 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.decomposition import TruncatedSVD
+from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+from sklearn.feature_selection import SelectFromModel, SelectKBest, VarianceThreshold, f_classif, f_regression
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler, TargetEncoder
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['ROLES', 'infer_role', 'infer_roles', 'TextCleaner', 'DateParts', 'Tfidf', 'make_preprocessor', 'block_sizes']
+__all__ = ['ROLES', 'MAX_NATIVE', 'SELECT', 'REDUCE', 'infer_role', 'infer_roles', 'TextCleaner', 'DateParts', 'Tfidf',
+           'make_preprocessor', 'native_categorical', 'block_sizes', 'add_selection']
 
 # %% ../nbs/35_features.ipynb #9dd3b518
 ROLES = ('numeric', 'categorical', 'text', 'datetime', 'id')
@@ -102,16 +105,22 @@ class Tfidf(TfidfVectorizer):
 # %% ../nbs/35_features.ipynb #1bc8f4dd
 def _scaler(model: str): return MinMaxScaler() if model == 'naive_bayes' else StandardScaler()
 
+MAX_NATIVE = 255  # HistGradientBoosting's native categories: at most max_bins (255) levels per column
+
 def make_preprocessor(roles: pd.DataFrame, model: str = 'hgb', task: str = 'binary', *, max_onehot: int = 50, min_frequency: float = 0,
                       missing_indicator: bool = False, text_ngrams=(1, 2), text_char_ngrams=(), text_max_features: int = 50_000,
-                      stop_words: bool = False, text_svd: int = 0, seed: int = 0, levels: dict | None = None) -> ColumnTransformer:
-    "The unfitted ColumnTransformer for `roles`: a block per role, each encoded as suits `model`."
+                      stop_words: bool = False, text_svd: int = 0, seed: int = 0, levels: dict | None = None, native: bool = True) -> ColumnTransformer:
+    "The unfitted ColumnTransformer for `roles`: a block per role, each encoded as suits `model` (`native`: hgb's own categorical support)."
     by = lambda r: roles.loc[roles['role'] == r, 'column'].tolist()
     levels, blocks = levels or {}, []
+    native = native and model == 'hgb'
+    cat = by('categorical'); wide = [c for c in cat if levels.get(c, 0) > (MAX_NATIVE if native else max_onehot)]
+    if native and (few := [c for c in cat if c not in wide]):  # first, so the model's categorical features are 0 .. len(few) - 1
+        blocks.append(('cat', OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=np.nan, encoded_missing_value=np.nan,
+                                             min_frequency=min_frequency or None), few))
     if num := by('numeric'):
         blocks.append(('num', Pipeline([('impute', SimpleImputer(strategy='median', add_indicator=missing_indicator)), ('scale', _scaler(model))]), num))
-    cat = by('categorical'); wide = [c for c in cat if levels.get(c, 0) > max_onehot]
-    if few := [c for c in cat if c not in wide]:
+    if not native and (few := [c for c in cat if c not in wide]):
         onehot = OneHotEncoder(handle_unknown='infrequent_if_exist', min_frequency=min_frequency, sparse_output=False) if min_frequency else \
                  OneHotEncoder(handle_unknown='ignore', sparse_output=False)
         blocks.append(('cat', Pipeline([('impute', SimpleImputer(strategy='most_frequent')), ('onehot', onehot)]), few))
@@ -131,7 +140,37 @@ def make_preprocessor(roles: pd.DataFrame, model: str = 'hgb', task: str = 'bina
     texts = any(n.startswith('text_') for n, *_ in blocks)  # two text columns share words: their features are then named block__term
     return ColumnTransformer(blocks, remainder='drop', verbose_feature_names_out=texts)
 
+def native_categorical(prep) -> list:
+    "Positions of the model features that `prep` (a ColumnTransformer, unfitted or fitted) encodes as native categories: its leading `cat` block of an OrdinalEncoder."
+    ct = prep[0] if isinstance(prep, Pipeline) else prep
+    if not isinstance(ct, ColumnTransformer) or not ct.transformers: return []
+    name, tr, cols = ct.transformers[0]
+    return list(range(len(cols))) if name == 'cat' and isinstance(tr, OrdinalEncoder) else []
+
 def block_sizes(ct: ColumnTransformer) -> pd.DataFrame:
     "Output features per block of the fitted `ct`, with the input columns of each."
     return pd.DataFrame([dict(block=name, columns=', '.join(cols) if isinstance(cols, list) else cols, features=ct.output_indices_[name].stop - ct.output_indices_[name].start)
                          for name, _, cols in ct.transformers_ if name != 'remainder'])
+
+# %% ../nbs/35_features.ipynb #f46c7300
+SELECT, REDUCE = ('none', 'variance', 'kbest', 'model'), ('none', 'pca', 'svd')
+
+def _selector(select: str, task: str, k: int, threshold: float, seed: int):
+    "The feature-selection step for `select`."
+    regression = task == 'regression'
+    if select == 'variance': return VarianceThreshold(threshold)
+    if select == 'kbest': return SelectKBest(f_regression if regression else f_classif, k=k)
+    linear = Ridge() if regression else LogisticRegression(max_iter=2000, random_state=seed)
+    return SelectFromModel(linear, max_features=k, threshold=-np.inf)
+
+def add_selection(prep: ColumnTransformer, task: str, select: str = 'none', reduce: str = 'none', *, select_k: int = 100,
+                  select_threshold: float = 0.0, reduce_components: int = 50, seed: int = 0):
+    "`prep` alone, or a Pipeline of `prep` (step `columns`) then the `select` and `reduce` steps."
+    if select not in SELECT: raise MlnbError(f"features: select '{select}' is not one of {', '.join(SELECT)}")
+    if reduce not in REDUCE: raise MlnbError(f"features: reduce '{reduce}' is not one of {', '.join(REDUCE)}")
+    for name, v, lo in (('select_k', select_k, 1), ('reduce_components', reduce_components, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise MlnbError(f'features: {name} must be a whole number of at least {lo}, got {v!r}')
+    steps = [('columns', prep)]
+    if select != 'none': steps.append(('select', _selector(select, task, select_k, select_threshold, seed)))
+    if reduce != 'none': steps.append(('reduce', PCA(reduce_components, random_state=seed) if reduce == 'pca' else TruncatedSVD(reduce_components, random_state=seed)))
+    return prep if len(steps) == 1 else Pipeline(steps)

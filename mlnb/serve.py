@@ -111,10 +111,15 @@ class TreeArrays:
         self.kind = type(model).__name__
         self.forest, self.regression = isinstance(model, (RandomForestClassifier, RandomForestRegressor)), isinstance(model, (HistGradientBoostingRegressor, RandomForestRegressor))
         if isinstance(model, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
-            trees = [p.nodes for it in model._predictors for p in it]  # iteration by iteration, one tree per output in each
-            if any(t['is_categorical'].any() for t in trees): raise MlnbError('serve: TreeArrays does not handle categorical splits')
+            if (pre := getattr(model, '_preprocessor', None)) is not None:  # categorical features: the model codes them again, and puts them first
+                if [n for n, *_ in pre.transformers_ if n != 'remainder'] != ['encoder', 'numerical']: raise MlnbError('serve: TreeArrays does not know this model\'s own preprocessing')
+                cat = np.asarray(model.is_categorical_, dtype=bool)
+                self.order, self.codes = np.concatenate([np.flatnonzero(cat), np.flatnonzero(~cat)]), [np.asarray(c, dtype=float) for c in pre.named_transformers_['encoder'].categories_]
+            preds = [p for it in model._predictors for p in it]  # iteration by iteration, one tree per output in each
+            trees = [p.nodes for p in preds]
             self.base, self.inverse = np.ravel(model._baseline_prediction).astype(float), model._loss.link.inverse
             cols = [(t['feature_idx'], t['num_threshold'], t['left'], t['right'], t['is_leaf'], t['value'], t['missing_go_to_left'], t['depth']) for t in trees]
+            if any(t['is_categorical'].any() for t in trees): self._categorical(model, preds)
         elif self.forest:
             if model.n_outputs_ != 1: raise MlnbError('serve: TreeArrays handles single-output forests only')
             cols = []
@@ -131,6 +136,36 @@ class TreeArrays:
         self.left, self.right = cat(2, True).astype(np.intp), cat(3, True).astype(np.intp)
         self.leaf, self.value, self.missing_left = cat(4).astype(bool), cat(5), cat(6).astype(bool)
         self.roots, self.steps = off.astype(np.intp), int(cat(7).max())
+        if self.cat_rows is not None: self.cat_rows = np.concatenate(self.cat_rows)
+        self.count = np.concatenate([t['count'] for t in trees]).astype(float) if not self.forest else \
+                     np.concatenate([e.tree_.weighted_n_node_samples for e in model.estimators_])  # training rows through each node (SHAP's cover)
+
+    cat_rows = cat_table = order = codes = None
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
+        "`X` as the model's trees see it: categorical features first, each value replaced by its position among the model's categories (else NaN)."
+        if self.order is None: return X
+        X = X[:, self.order]
+        for j, cats in enumerate(self.codes):
+            pos = np.minimum(np.searchsorted(cats, X[:, j]), len(cats) - 1)
+            X[:, j] = np.where(cats[pos] == X[:, j], pos, np.nan)
+        return X
+
+    @staticmethod
+    def _bits(words: np.ndarray) -> np.ndarray:
+        "The 256 flags of a scikit-learn bitset (8 uint32 words), one per category code."
+        return ((np.asarray(words, dtype=np.uint32)[:, None] >> np.arange(32, dtype=np.uint32)) & 1).astype(bool).ravel()
+
+    def _categorical(self, model, preds):
+        "Per categorical split, a table over category codes 0..255 of which go left: the split's left set, and unknown codes as missing values go."
+        known, fmap = model._bin_mapper.make_known_categories_bitsets()
+        rows, table = [], [np.zeros(256, dtype=bool)]
+        for p in preds:
+            t, r = p.nodes, np.full(len(p.nodes), -1, dtype=np.intp)
+            for i in np.flatnonzero(t['is_categorical'] & ~t['is_leaf'].astype(bool)):
+                seen = self._bits(known[fmap[t['feature_idx'][i]]])
+                r[i] = len(table); table.append(self._bits(p.raw_left_cat_bitsets[t['bitset_idx'][i]]) | (~seen & bool(t['missing_go_to_left'][i])))
+            rows.append(r)
+        self.cat_rows, self.cat_table = rows, np.array(table)
 
     @staticmethod
     def _depths(t) -> np.ndarray:
@@ -143,12 +178,33 @@ class TreeArrays:
     def leaves(self, X: np.ndarray) -> np.ndarray:
         "The leaf each record reaches in each tree: shape (records, trees)."
         if self.forest: X = X.astype(np.float32)  # scikit-learn's trees compare float32 values
+        else: X = self._inputs(X)
         node, rows = np.repeat(self.roots[None, :], len(X), axis=0), np.arange(len(X))[:, None]
         for _ in range(self.steps):
-            x = X[rows, self.feature[node]]
-            left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
+            left = self._left(X[rows, self.feature[node]], node)
             node = np.where(self.leaf[node], node, np.where(left, self.left[node], self.right[node]))
         return node
+
+    def _left(self, x: np.ndarray, node: np.ndarray) -> np.ndarray:
+        "Whether values `x` go left at nodes `node` (same shape): by threshold, by category code, or as missing values go."
+        miss = np.isnan(x)
+        left = np.where(miss, self.missing_left[node], x <= self.threshold[node])
+        if self.cat_rows is not None and (cats := (r := self.cat_rows[node]) >= 0).any():  # categorical splits: look the code up
+            bad = miss | (x < 0) | (x > 255)                                             # as scikit-learn does, these go as missing values
+            code = np.where(bad, 0, x).astype(np.intp)
+            left = np.where(cats, np.where(bad, self.missing_left[node], self.cat_table[np.maximum(r, 0), code]), left)
+        return left
+
+    def go_left(self, X: np.ndarray) -> np.ndarray:
+        "For every record and every node of every tree: would the record go left there? Shape (records, nodes)."
+        X = np.asarray(X, dtype=float)
+        X = X.astype(np.float32) if self.forest else self._inputs(X)
+        nodes = np.arange(len(self.feature))
+        return self._left(X[:, self.feature], np.broadcast_to(nodes, (len(X), len(nodes))))
+
+    def features_in(self) -> np.ndarray:
+        "The model's input feature behind each node's `feature` (the model may put its categorical features first)."
+        return self.feature if self.order is None else self.order[self.feature]
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         "Per record and output: the forest's mean leaf value, or the boosting baseline plus the sum of its trees' leaf values."
@@ -181,6 +237,8 @@ class FastScorer:
     small = 16  # up to this many records, trees are walked as arrays
     def __init__(self, pipeline):
         self.pipeline, self.regression = pipeline, _is_regressor(pipeline)
+        if list(pipeline.named_steps) != ['markers', 'prep', 'model']:
+            raise MlnbError(f"serve: no fast path for the steps {list(pipeline.named_steps)} (feature selection or reduction)")
         self.classes_ = None if self.regression else pipeline.classes_
         self.markers = set(str(m).strip() for m in getattr(pipeline.named_steps.get('markers'), 'markers', []))
         ct, self.model = pipeline.named_steps['prep'], pipeline.named_steps['model']
@@ -188,6 +246,11 @@ class FastScorer:
         for name, tr, cols in ct.transformers_:
             if name == 'remainder' or tr == 'drop': continue
             if name not in ('num', 'cat'): raise MlnbError(f'serve: no fast path for the block {name!r} (text, dates and target encoding are scored by the Pipeline)')
+            if type(tr).__name__ == 'OrdinalEncoder':  # hgb's native categories: one code per column, unknown and missing as NaN
+                if getattr(tr, '_infrequent_enabled', False):
+                    raise MlnbError('serve: no fast path for pooled rare levels')
+                self.parts.append(('ord', list(cols), [{c: float(j) for j, c in enumerate(cats) if not (isinstance(c, float) and math.isnan(c))}
+                                                        for cats in tr.categories_])); continue
             imp, last = tr.named_steps['impute'], tr.steps[-1][1]
             if len(tr.steps) != 2 or imp.add_indicator or type(last).__name__ not in ('StandardScaler', 'OneHotEncoder') \
                or any(x is not None for x in (getattr(last, 'infrequent_categories_', None) or [])):
@@ -198,7 +261,7 @@ class FastScorer:
                 for cats in last.categories_: index.append({c: off + j for j, c in enumerate(cats)}); off += len(cats)
                 self.parts.append(('cat', list(cols), list(imp.statistics_), index, off))
             else: raise MlnbError(f'serve: no fast path for the transformer {name!r}')
-        self.n_out = sum(len(p[1]) if p[0] == 'num' else p[4] for p in self.parts)
+        self.n_out = sum(p[4] if p[0] == 'cat' else len(p[1]) for p in self.parts)
         try: self.trees, self.note = TreeArrays(self.model), 'trees as arrays for up to 16 records, the model for more'
         except MlnbError as e: self.trees, self.note = None, f'the model itself after the array preprocessing ({e})'
 
@@ -212,6 +275,13 @@ class FastScorer:
                 x = np.array([[np.nan if v is None else v for v in cols[c]] for c in names], dtype=float).T
                 x = np.where(np.isnan(x), fill, x)
                 out[:, at:at+len(names)] = (x - mean) / scale; at += len(names)
+            elif p[0] == 'ord':
+                _, names, index = p
+                for j, c in enumerate(names):
+                    for i, v in enumerate(cols[c]):
+                        v = v.strip() if isinstance(v, str) else v
+                        out[i, at + j] = np.nan if v is None or v in self.markers else index[j].get(v, np.nan)
+                at += len(names)
             else:
                 _, names, fill, index, width = p
                 for j, c in enumerate(names):

@@ -9,15 +9,14 @@ import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, TimeSeriesSplit, cross_validate
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC, LinearSVR
 from .core import MlnbError
+from .features import make_preprocessor as _blocks, native_categorical
 from .prepare import normalise_missing
 
 # %% auto #0
@@ -41,13 +40,10 @@ def split_columns(X: pd.DataFrame) -> tuple:
     return num, [c for c in X.columns if c not in num]
 
 def make_preprocessor(X: pd.DataFrame, model: str = 'hgb') -> ColumnTransformer:
-    "Impute + scale numeric columns (to [0, 1] for naive Bayes, which needs non-negative inputs), impute + one-hot encode the others."
+    "The features stage's numeric and categorical blocks for `X`, with every number numeric and everything else a category."
     num, cat = split_columns(X)
-    return ColumnTransformer([
-        ('num', Pipeline([('impute', SimpleImputer(strategy='median')), ('scale', MinMaxScaler() if model == 'naive_bayes' else StandardScaler())]), num),
-        ('cat', Pipeline([('impute', SimpleImputer(strategy='most_frequent')),
-                          ('onehot', OneHotEncoder(handle_unknown='ignore', sparse_output=False))]), cat)],
-        verbose_feature_names_out=False)
+    roles = pd.DataFrame({'column': num + cat, 'role': ['numeric'] * len(num) + ['categorical'] * len(cat)})
+    return _blocks(roles, model, levels=X.nunique().to_dict())
 
 # %% ../nbs/40_train.ipynb #82952eae
 TASKS = ('binary', 'multiclass', 'regression')
@@ -76,8 +72,12 @@ def make_model(name: str, params: dict | None = None, seed: int = 0, task: str =
     return CalibratedClassifierCV(m, cv=3) if name == 'linear_svm' and kind == 'classification' else m
 
 def compose(prep, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary') -> Pipeline:
-    "One Pipeline: missing-value markers, the preprocessing `prep` (unfitted), then the model `name` for `task`."
-    return Pipeline([('markers', MissingMarkers(list(markers))), ('prep', prep), ('model', make_model(name, params, seed, task))])
+    "One Pipeline: missing-value markers, the preprocessing `prep` (unfitted; its selection and reduction steps, if any, follow), then the model `name` for `task`."
+    model = make_model(name, params, seed, task)
+    if (cats := native_categorical(prep)) and 'categorical_features' in model.get_params() and 'categorical_features' not in (params or {}):
+        model.set_params(categorical_features=cats)  # the features stage's leading block of category codes
+    steps = [('prep', prep[0]), *prep.steps[1:]] if isinstance(prep, Pipeline) and prep.steps[0][0] == 'columns' else [('prep', prep)]
+    return Pipeline([('markers', MissingMarkers(list(markers))), *steps, ('model', model)])
 
 def make_pipeline(X: pd.DataFrame, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary') -> Pipeline:
     "`compose` with the plain preprocessing for `X` (numeric and categorical columns), for use without a features stage."

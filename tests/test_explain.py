@@ -74,7 +74,7 @@ def test_model_agnostic_fallback_and_step_positions(data):
     X, y = data
     raw = X.fillna('?')  # the markers step must turn these back into missing values
     pipe = Pipeline([('markers', FunctionTransformer(normalise_missing, kw_args=dict(markers=['?']))),
-                     ('prep', make_preprocessor(X)), ('model', KNeighborsClassifier(15))]).fit(raw, y)
+                     ('prep', make_preprocessor(X, 'linear')), ('model', KNeighborsClassifier(15))]).fit(raw, y)
     assert explainer_kind(pipe.named_steps['model']) == ('permutation', 'probability')
     e = explain_pipeline(pipe, raw.iloc[:4], raw.iloc[100:120], POS, seed=0)
     np.testing.assert_allclose(e.base_values + e.values.sum(1), pipe.predict_proba(raw.iloc[:4])[:, 1], atol=1e-8)
@@ -84,9 +84,9 @@ def test_grouped_explanation_data():
     toy = pd.DataFrame({'n': [1., 2., 3., 4.]*4, 'c': list('xyzx')*4, 'y': ['a', 'b', 'b', 'a']*4})
     p = make_pipeline(toy[['n', 'c']], 'hgb', dict(max_iter=5, min_samples_leaf=2)).fit(toy[['n', 'c']], toy['y'])
     g = group_explanation(explain_pipeline(p, toy[['n', 'c']], toy[['n', 'c']], 'b'), feature_origins(p.named_steps['prep']), toy[['n', 'c']])
-    assert g.feature_names == ['n', 'c'] and g.values.shape == (16, 2)
-    np.testing.assert_array_equal(g.data[:, 0], toy['n']); assert np.isnan(g.data[:, 1]).all()
-    assert list(g.display_data[:3, 1]) == ['x', 'y', 'z']
+    assert g.feature_names == ['c', 'n'] and g.values.shape == (16, 2)  # hgb: the native category block comes first
+    np.testing.assert_array_equal(g.data[:, 1], toy['n']); assert np.isnan(g.data[:, 0]).all()
+    assert list(g.display_data[:3, 0]) == ['x', 'y', 'z']
 
 def test_user_errors_name_the_parameter(data, pipes):
     X, _ = data

@@ -181,9 +181,9 @@ def test_crash_between_folder_and_commit_does_not_block_registration(tmp_path):
 def test_allowlist_takes_the_models_later_work_adds():
     df = demo_data(400, 0); X, y, age = df.drop(columns='income'), df['income'], df['age'].astype(float)
     Xr = X.drop(columns='race'); docs = ['good fine day', 'bad awful night', 'fine good night', 'awful bad day'] * 5
-    with_model = lambda m: make_pipeline(X, 'hgb', {}, 0).set_params(model=m)
+    with_model = lambda m: make_pipeline(X, 'linear', {}, 0).set_params(model=m)  # one-hot, imputed: any model takes it
     cases = [(with_model(HistGradientBoostingRegressor(max_iter=5)), X, age), (with_model(RandomForestRegressor(n_estimators=3)), X, age),
-             (with_model(Ridge()), X, age), (make_pipeline(Xr, 'hgb', {'max_iter': 5}, 0), Xr, df['race']),
+             (with_model(Ridge()), X, age), (make_pipeline(Xr, 'hgb', {'max_iter': 5}, 0), Xr, df['race']),  # native categories: hgb keeps partial(check_array)
              (make_pipeline(Xr, 'logistic', {}, 0), Xr, df['race']),
              (HistGradientBoostingClassifier(max_iter=5, early_stopping=True, validation_fraction=0.2), X.select_dtypes('number'), y),
              (Pipeline([('tfidf', TfidfVectorizer()), ('model', LogisticRegression())]), docs, [0, 1] * 10)]

@@ -54,6 +54,23 @@ def test_house_value_regression_end_to_end_through_serve(tmp_path):
     finally: s.stop()
 
 @pytest.mark.slow
+@pytest.mark.parametrize('step', [dict(select='kbest', select_k=4), dict(reduce='pca', reduce_components=3)])
+def test_selection_and_reduction_run_through_explain_and_the_registered_model(tmp_path, step):
+    p = yaml.safe_load(small('housing', 1500, tmp_path, minimums={}).read_text())
+    p['stages']['features']['params'] = step
+    m = run(write_params(tmp_path/'h.yaml', p), tmp_path)
+    g = {s: v['glued'] for s, v in m['stages'].items()}
+    assert g['features']['n_features'] == step.get('select_k', step.get('reduce_components'))
+    imp = [r['feature'] for r in g['explain']['top_features']]
+    assert set(imp) <= set(g['features']['inputs'])          # explained per input column either way
+    if 'reduce' in step: assert g['explain']['explainer'] == 'permutation' and len(imp) == 8   # the Pipeline over its 8 columns
+    else: assert g['explain']['explainer'] == 'tree' and 1 <= len(imp) <= 4                  # the model over the 4 kept features
+    mv = Registry(tmp_path/'registry').load('california-housing')
+    assert [n for n, _ in mv.pipeline.steps] == ['markers', 'prep', *step.keys() - {'select_k', 'reduce_components'}, 'model']
+    X = mv.reference().drop(columns=['MedHouseVal', '_prediction']).head(5)
+    assert np.isfinite(mv.pipeline.predict(X)).all()
+
+@pytest.mark.slow
 def test_mlnb_new_then_run_on_a_table_it_has_not_seen(tmp_path):
     rng = np.random.default_rng(7); n = 400
     words = ['great', 'slow', 'friendly', 'late', 'broken', 'perfect', 'cold', 'fresh', 'noisy', 'clean']
