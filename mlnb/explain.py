@@ -22,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from .core import MlnbError
 from .features import DateParts
+from .serve import TreeArrays  # trees as arrays, for TreeSHAP of native categorical splits
 
 # %% auto #0
 __all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'tree_shap', 'selected',
@@ -153,7 +154,6 @@ def _native_categories(model) -> bool:
 def _raw_explanation(model, kind: str, Xt: np.ndarray, bg: np.ndarray, seed: int) -> shap.Explanation:
     "SHAP values of every output of `model` for the preprocessed rows `Xt` (`bg`: background rows for linear and permutation explainers)."
     if kind == 'tree' and _native_categories(model):
-        from mlnb.serve import TreeArrays
         v, b = tree_shap(TreeArrays(model), Xt, Xt.shape[1])
         return shap.Explanation(v[..., 0] if v.shape[2] == 1 else v, base_values=np.tile(b if v.shape[2] > 1 else b[0], (len(Xt),) + (1,) * (v.shape[2] > 1)))
     if kind == 'tree': return shap.TreeExplainer(model, feature_perturbation='tree_path_dependent')(Xt)

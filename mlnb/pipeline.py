@@ -13,10 +13,11 @@ import yaml
 from .core import MlnbError, project_root, sha256_file, write_text, is_artifact
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type',
+__all__ = ['RUNNER_PARAMS', 'CHECK', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type',
            'type_ok', 'has_parameters_cell', 'declared_params', 'check_stage', 'load_plan', 'notebook_imports',
-           'KernelPool', 'MlnbEngine', 'environment', 'git_state', 'new_run_id', 'now', 'stage_inputs', 'split_scraps',
-           'failure', 'execute_stage', 'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs', 'find_run']
+           'KernelPool', 'is_check', 'MlnbEngine', 'environment', 'git_state', 'new_run_id', 'now', 'stage_inputs',
+           'split_scraps', 'failure', 'execute_stage', 'run_plan', 'run', 'load_manifest', 'headline_value',
+           'list_runs', 'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 RUNNER_PARAMS = ('upstream', 'artifacts', 'run_id')  # set by the runner, never by the parameter file
@@ -143,10 +144,10 @@ def load_plan(path: str | Path) -> Plan:
 
 # %% ../nbs/01_pipeline.ipynb #4d2997c6
 def notebook_imports(nb_path: Path) -> list:
-    "The modules imported at the top level of the notebook's code cells, in order."
+    "The modules imported at the top level of the notebook's code cells that a run executes (not its `#| check` cells), in order."
     mods = []
     for c in json.loads(Path(nb_path).read_text())['cells']:
-        if c['cell_type'] != 'code': continue
+        if c['cell_type'] != 'code' or ''.join(c['source']).lstrip().startswith('#| check'): continue
         src = '\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!')))
         try: tree = ast.parse(src)
         except SyntaxError: continue
@@ -210,8 +211,14 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.utils import merge_kwargs, remove_args
 
+CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
+
+def is_check(cell) -> bool:
+    "Is `cell` a library check (a code cell whose first line is `#| check`)?"
+    return cell.get('cell_type') == 'code' and ''.join(cell.get('source', '')).lstrip().startswith(CHECK)
+
 class MlnbEngine(NBClientEngine):
-    "papermill engine: use a pre-started kernel and throttle intermediate saves."
+    "papermill engine: use a pre-started kernel, leave out library checks and throttle intermediate saves."
     save_every = 5.0  # seconds between saves of a running notebook
 
     @classmethod
@@ -221,6 +228,7 @@ class MlnbEngine(NBClientEngine):
         final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout, kernel_name=kernel_name,
                              log=logging.getLogger('papermill'), log_output=log_output,
                              stdout_file=stdout_file, stderr_file=stderr_file, shutdown_kernel='immediate')
+        nb_man.nb.cells = [c for c in nb_man.nb.cells if not is_check(c)]  # checked by `make test`; a run reports on its data
         save, last = nb_man.save, [time.monotonic()]
         def throttled(**kw):
             if time.monotonic() - last[0] >= cls.save_every: save(**kw); last[0] = time.monotonic()

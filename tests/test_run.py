@@ -117,6 +117,7 @@ def test_failing_stage(tmp_path):
     assert any('papermill-error-cell-tag' in c.metadata.get('tags', []) for c in nb.cells)
     failing = [c for c in nb.cells if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.outputs)]
     assert len(failing) == 1 and 'raise ValueError' in failing[0].source
+    assert not any(c.source.startswith('#| check') for c in nb.cells)          # library checks are left out of a run
     assert not (run_dir/'03_after.ipynb').exists() and 'the data is bad' in (run_dir/'report.html').read_text()
 
 def test_interrupted_run_is_recorded_and_leaves_no_kernel(tmp_path):
