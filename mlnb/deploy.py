@@ -4,16 +4,16 @@
 
 # %% ../nbs/70_deploy.ipynb #52deea98
 from __future__ import annotations
+from typing import Optional
 import numpy as np
 import pandas as pd
 from .core import MlnbError
+from .evaluate import FAST_METRICS, GATE_METRIC, model_output, paired_difference
 
 # %% auto #0
-__all__ = ['GATE_METRIC', 'reference_sample']
+__all__ = ['reference_sample', 'gate_settings', 'slice_differences', 'production_reasons']
 
 # %% ../nbs/70_deploy.ipynb #7cd7dbaa
-GATE_METRIC = {'binary': 'roc_auc', 'multiclass': 'f1_macro', 'regression': 'r2'}
-
 def reference_sample(train: pd.DataFrame, pipeline, positive, n: int, seed: int, task: str = 'binary') -> pd.DataFrame:
     "A seeded sample of `n` training rows with the model's output: `_proba` of `positive` (binary) or `_prediction`."
     ref = train.sample(min(n, len(train)), random_state=seed).reset_index(drop=True)
@@ -22,3 +22,36 @@ def reference_sample(train: pd.DataFrame, pipeline, positive, n: int, seed: int,
     classes = [str(c) for c in pipeline.classes_]
     if str(positive) not in classes: raise MlnbError(f"deploy: positive class '{positive}' is not one of {classes}")
     return ref.assign(_proba=pipeline.predict_proba(X)[:, classes.index(str(positive))])
+
+# %% ../nbs/70_deploy.ipynb #3b1a37ba
+def gate_settings(vs_production: dict, tolerance: float) -> dict:
+    "`{tolerance, paired_ci}` from the `vs_production` parameter, its tolerance defaulting to `tolerance` and paired_ci to true."
+    if not isinstance(vs_production, dict): raise MlnbError(f"deploy: parameter 'vs_production' must be a mapping such as {{tolerance: 0.01, paired_ci: true}}, got {vs_production!r}")
+    if bad := sorted(set(vs_production) - {'tolerance', 'paired_ci'}): raise MlnbError(f"deploy: parameter 'vs_production' has unknown key(s) {bad}; it takes tolerance and paired_ci")
+    s = dict(tolerance=vs_production.get('tolerance', tolerance), paired_ci=vs_production.get('paired_ci', True))
+    if isinstance(s['tolerance'], bool) or not isinstance(s['tolerance'], (int, float)) or s['tolerance'] < 0:
+        raise MlnbError(f"deploy: parameter 'vs_production': tolerance must be a number of at least 0, got {s['tolerance']!r}")
+    if not isinstance(s['paired_ci'], bool): raise MlnbError(f"deploy: parameter 'vs_production': paired_ci must be true or false, got {s['paired_ci']!r}")
+    return s
+
+def slice_differences(y_true, out_new, out_prod, info: dict, labels: pd.DataFrame, metric: str, threshold_new: float = 0.5, threshold_prod: float = 0.5,
+                      n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    "Per group of each column of `labels`: rows, the candidate's and production's `metric`, their difference (positive: the candidate is better) and its paired interval, worst first."
+    y, rows = pd.Series(y_true).reset_index(drop=True), []
+    for col in labels:
+        for s, idx in labels[col].reset_index(drop=True).groupby(labels[col].to_numpy(), sort=False).indices.items():
+            d = paired_difference(y.iloc[idx], np.asarray(out_new)[idx], np.asarray(out_prod)[idx], info, metric, threshold_new, threshold_prod, n_resamples, seed)
+            rows.append(dict(column=col, slice=str(s), n=len(idx), candidate=d['a'], production=d['b'], difference=d['difference'], low=d['low'], high=d['high']))
+    return pd.DataFrame(rows).sort_values(['difference'], na_position='last', kind='stable', ignore_index=True)
+
+def production_reasons(comparison: dict | None, settings: dict, slices: pd.DataFrame | None = None, slice_tolerance: float | None = None, min_rows: int = 100) -> list:
+    "Why the candidate fails against production (empty: it does not): the paired interval's lower end, and each slice of `min_rows` rows or more worse by over `slice_tolerance`."
+    reasons, tol = [], settings['tolerance']
+    if comparison and settings['paired_ci'] and not comparison['low'] > -tol:
+        reasons.append(f"{comparison['metric']}: candidate minus production is {comparison['difference']:+.4f}, 95% interval [{comparison['low']:+.4f}, {comparison['high']:+.4f}] "
+                       f"(positive: better); its lower end is not above -{tol:g}")
+    if slices is not None and slice_tolerance is not None:
+        for r in slices[(slices.n >= min_rows) & (slices.difference < -slice_tolerance)].itertuples():
+            reasons.append(f"slice {r.column} = {r.slice} (n={r.n:,}): {comparison['metric'] if comparison else 'the gate metric'} {r.candidate:.4f} against production's "
+                           f"{r.production:.4f}, worse by {-r.difference:.4f}, more than slice_tolerance {slice_tolerance:g}")
+    return reasons

@@ -99,7 +99,7 @@ class Registry:
         return c
 
     def register(self, name: str, pipeline, *, schema: dict, reference: pd.DataFrame, metrics: dict, run_id: str | None = None,
-                 params: dict | None = None, card: str = '', gate: dict | None = None, task: dict | None = None) -> int:
+                 params: dict | None = None, card: str = '', gate: dict | None = None, task: dict | None = None, threshold: float | None = None) -> int:
         "Store a new version of model `name` with its files' hashes, its types and (with a key) a signature; return its number."
         import skops.io as sio
         if not _NAME.fullmatch(name): raise MlnbError(f"registry: model name '{name}' must be letters, digits, '.', '_' or '-'")
@@ -116,7 +116,7 @@ class Registry:
                     v = (c.execute('select max(version) from versions where name=?', (name,)).fetchone()[0] or 0) + 1
                     meta = dict(name=name, version=v, created=_now(), run_id=run_id, sha256=_sha(model), params=params or {}, gate=gate or {},
                                 features=[str(f) for f in getattr(pipeline, 'feature_names_in_', reference.columns.drop(['_proba'], errors='ignore'))], classes=[str(x) for x in getattr(pipeline, 'classes_', [])],
-                                task=task)
+                                task=task, threshold=threshold)
                     data['meta.json'] = _dumps(meta); (tmp/'meta.json').write_bytes(data['meta.json'])
                     files = {fn: _sha(b) for fn, b in data.items()}
                     c.execute('insert into versions(name, version, created, run_id, sha256, metrics, gate_passed, gate_reasons, files, types, signature) '
@@ -216,7 +216,7 @@ class Registry:
         return h[-2]
 
 # %% ../nbs/04_registry.ipynb #be8aa606
-LOWER_IS_BETTER = ('log_loss', 'brier', 'rmse', 'mae', 'mse', 'median_ae', 'mape')
+LOWER_IS_BETTER = ('log_loss', 'brier', 'ece', 'rmse', 'mae', 'mse', 'median_ae', 'mape')
 
 def gate(metrics: dict, minimums: dict, production: dict | None = None, metric: str = 'roc_auc', tolerance: float = 0.01) -> dict:
     "`{passed, reasons}`: do `metrics` reach `minimums` and stay within `tolerance` of `production` on `metric`?"
@@ -233,9 +233,14 @@ def gate(metrics: dict, minimums: dict, production: dict | None = None, metric: 
 
 # %% ../nbs/04_registry.ipynb #3bddebb0
 def model_card(name: str, metrics: dict, schema: dict, *, target: str, positive: str | None, n_train: int, run_id: str | None,
-               model: str, gate_result: dict, data: str = '', top_features: list | None = None, task: str = 'binary', classes: list | None = None) -> str:
+               model: str, gate_result: dict, data: str = '', top_features: list | None = None, task: str = 'binary', classes: list | None = None,
+               intervals: dict | None = None) -> str:
     "A markdown model card: data, metrics, what drives the predictions, intended use and limits."
-    m = '\n'.join(f'| {k} | {v:.4f} |' for k, v in metrics.items() if isinstance(v, float))
+    iv = intervals or {}
+    m = '\n'.join(f"| {k} | {v:.4f} | {f'{iv[k][0]:.4f} to {iv[k][1]:.4f}' if k in iv else ''} |" for k, v in metrics.items() if isinstance(v, float))
+    c = gate_result.get('comparison')
+    vs = (f"\n**Against production v{c['production_version']}** on the same {c['n']:,} test rows: {c['metric']} {c['difference']:+.4f} "
+          f"(95% interval {c['low']:+.4f} to {c['high']:+.4f}; positive: this version is better).\n" if c else '')
     top = ''.join(f"| {t['feature']} | {t['mean_abs_shap']:.4f} |\n" for t in (top_features or [])[:10])
     top = f"\n## What drives the predictions\nMean absolute SHAP value per input (explain stage):\n\n| input | mean abs SHAP |\n|---|---|\n{top}" if top else ''
     cols = ', '.join(f'`{c}`' for c in schema if c != target)
@@ -245,13 +250,15 @@ def model_card(name: str, metrics: dict, schema: dict, *, target: str, positive:
 
 **Model:** {model} in one scikit-learn Pipeline (missing-value markers, imputation, scaling, one-hot encoding, then the model).
 **Made by:** mlnb run `{run_id}`. **Gate:** {'passed' if gate_result.get('passed') else 'failed: ' + '; '.join(gate_result.get('reasons', []))}.
-
+{vs}
 ## Data
 Trained on {n_train:,} rows{f' from {data}' if data else ''}. Inputs: {cols}. Target: `{target}`; {what}.
 
 ## Metrics (held-out test set)
-| metric | value |
-|---|---|
+Intervals: 95% bootstrap over resampled test rows (evaluate stage).
+
+| metric | value | 95% interval |
+|---|---|---|
 {m}
 {top}
 ## Intended use
