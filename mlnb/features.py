@@ -19,8 +19,8 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, S
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['ROLES', 'MAX_NATIVE', 'SELECT', 'REDUCE', 'infer_role', 'infer_roles', 'TextCleaner', 'DateParts', 'Tfidf',
-           'make_preprocessor', 'native_categorical', 'block_sizes', 'add_selection']
+__all__ = ['ROLES', 'MAX_NATIVE', 'SELECT', 'REDUCE', 'FEATURE_PARAMS', 'infer_role', 'infer_roles', 'TextCleaner', 'DateParts',
+           'Tfidf', 'make_preprocessor', 'native_categorical', 'block_sizes', 'add_selection', 'build_preprocessor']
 
 # %% ../nbs/35_features.ipynb #9dd3b518
 ROLES = ('numeric', 'categorical', 'text', 'datetime', 'id')
@@ -174,3 +174,16 @@ def add_selection(prep: ColumnTransformer, task: str, select: str = 'none', redu
     if select != 'none': steps.append(('select', _selector(select, task, select_k, select_threshold, seed)))
     if reduce != 'none': steps.append(('reduce', PCA(reduce_components, random_state=seed) if reduce == 'pca' else TruncatedSVD(reduce_components, random_state=seed)))
     return prep if len(steps) == 1 else Pipeline(steps)
+
+FEATURE_PARAMS = ('max_onehot', 'min_frequency', 'missing_indicator', 'text_ngrams', 'text_char_ngrams', 'text_max_features', 'stop_words',
+                  'text_svd', 'native_categories', 'select', 'select_k', 'select_threshold', 'reduce', 'reduce_components', 'seed')
+
+def build_preprocessor(roles, model: str, task: str, levels: dict, params: dict):
+    "The features stage's preprocessing for `model`: the blocks for `roles` (a table or `{column: role}`) with the stage's `params`, then selection and reduction."
+    if isinstance(roles, dict): roles = pd.DataFrame({'column': list(roles), 'role': list(roles.values())})
+    p = {k: v for k, v in params.items() if k in FEATURE_PARAMS}
+    sel, red = p.pop('select', 'none'), p.pop('reduce', 'none')
+    steps = {k: p.pop(k) for k in ('select_k', 'select_threshold', 'reduce_components') if k in p}
+    native = p.pop('native_categories', True) and sel == 'none' and red == 'none'
+    blocks = make_preprocessor(roles, model, task, levels=levels, native=native, **p)
+    return add_selection(blocks, task, sel, red, seed=p.get('seed', 0), **steps)

@@ -77,7 +77,9 @@ def parse_type(name: str) -> tuple:
     name = (name or 'None').strip()
     if name == 'None': return None, True
     m = re.fullmatch(r'Optional\[(.*)\]', name)
-    parts = [m.group(1)] if m else [p.strip() for p in name.split('|')]
+    inner = m.group(1) if m else name
+    u = re.fullmatch(r'Union\[(.*)\]', inner)  # papermill drops `a | b` annotations, so a parameter of two types is Union[a, b]
+    parts = [p.strip() for p in (u.group(1).split(',') if u else inner.split('|'))]
     optional = bool(m) or 'None' in parts
     types = tuple(t for p in parts if p != 'None' for t in _TYPES.get(p.split('[')[0].lower(), (object,)))
     return types, optional

@@ -15,9 +15,9 @@ from .core import MlnbError, project_path
 
 # %% auto #0
 __all__ = ['MIN_KEY_CHARS', 'LOG_INPUTS', 'RequestError', 'NonFinite', 'parse_body', 'RecordError', 'check_records', 'TreeArrays',
-           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'Served', 'ScoringPool',
-           'read_keys', 'key_ok', 'PredictionLog', 'log_files', 'read_prediction_log', 'Limits', 'create_app', 'serve',
-           'predict_file']
+           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'decide', 'Served',
+           'ScoringPool', 'read_keys', 'key_ok', 'PredictionLog', 'log_files', 'read_prediction_log', 'Limits',
+           'create_app', 'serve', 'predict_file']
 
 # %% ../nbs/05_serve.ipynb #1e4ff78b
 class RequestError(MlnbError):
@@ -349,7 +349,15 @@ def model_task(mv) -> dict:
             raise MlnbError(f"{where} is registered with classes {t['classes']} but its Pipeline predicts {have}; register it again with the right task")
         t['classes'] = have
         if t.get('task') == 'binary' and t.get('positive') is None: t['positive'] = have[-1]  # scikit-learn's positive label: the greater one
+        if t.get('task') == 'binary' and (th := mv.meta.get('threshold')) is not None: t['threshold'] = float(th)
     return t
+
+def decide(proba: np.ndarray, classes: list, task: dict) -> list:
+    "The predicted class per row of `proba` (columns: `classes`): for a binary model with a registered threshold, the positive class from that probability on; else the most probable class."
+    if task.get('task') == 'binary' and task.get('threshold') is not None:
+        i = [str(c) for c in classes].index(str(task['positive']))
+        return [classes[i] if p >= task['threshold'] else classes[1 - i] for p in np.asarray(proba)[:, i]]
+    return [classes[k] for k in np.asarray(proba).argmax(axis=1)]
 
 class Served:
     "A registry version ready to serve."
@@ -385,7 +393,7 @@ class Served:
         "The reply for scored records: model, version, predictions (numbers; or classes with every class's probability) and warnings."
         r = dict(model=self.mv.name, version=self.mv.version)
         if self.regression: r['predictions'] = [float(v) for v in out]
-        else: r.update(predictions=[self.classes[k] for k in out.argmax(axis=1)], probabilities=[dict(zip(self.labels, map(float, row))) for row in out])
+        else: r.update(predictions=decide(out, self.classes, self.task), probabilities=[dict(zip(self.labels, map(float, row))) for row in out])
         r['warnings'] = [dict(record=i, field=f, warning=f'{_short(v)} was never seen in training: scored as none of the known categories')
                          for i, f, v in unseen[:self.max_errors]]
         return r
@@ -680,7 +688,7 @@ def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.D
     if task['task'] == 'regression': out = df.assign(prediction=pipe.predict(df[feats]).astype(float))
     else:
         proba = pipe.predict_proba(df[feats])
-        out = df.assign(prediction=pipe.classes_[proba.argmax(axis=1)], **{f'proba_{c}': proba[:, i] for i, c in enumerate(pipe.classes_)})
+        out = df.assign(prediction=decide(proba, list(pipe.classes_), task), **{f'proba_{c}': proba[:, i] for i, c in enumerate(pipe.classes_)})
     dest = Path(dest)
     with atomic_path(dest) as tmp:
         if dest.suffix in ('.parquet', '.pq'): out.to_parquet(tmp, index=False)

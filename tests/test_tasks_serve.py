@@ -19,7 +19,7 @@ def adult(n, seed, markers=False):
     df = demo_data(n, seed) if markers else normalise_missing(demo_data(n, seed), ['?'])
     return df.assign(rich=(df.pop('income') == '>50K').astype(int))
 
-def register(reg, name, target, task, model='hgb', params=None):
+def register(reg, name, target, task, model='hgb', params=None, threshold=None):
     "Fit `model` for `target` on 2,000 rows, keep a reference sample with the model's output as deploy does, register and promote it."
     df, test = adult(2000, 0), adult(600, 9)
     drop = [target] + (['rich'] if target != 'rich' else [])
@@ -35,7 +35,7 @@ def register(reg, name, target, task, model='hgb', params=None):
     else:
         metrics = classification_metrics(test[target], pipe.predict_proba(Xt)[:, 1], 1)
         ref, info = ref.assign(_proba=pipe.predict_proba(ref[X.columns])[:, 1]), dict(task=task, target=target, classes=['0', '1'], positive='1')
-    v = reg.register(name, pipe, schema=SCHEMA, reference=ref, metrics=metrics, run_id='test-tasks', task=info)
+    v = reg.register(name, pipe, schema=SCHEMA, reference=ref, metrics=metrics, run_id='test-tasks', task=info, threshold=threshold)
     reg.promote(f'{name}@{v}')
     return pipe
 
@@ -144,6 +144,22 @@ def test_binary_with_0_1_labels(models, tmp_path):
     assert (g['task'], g['target'], g['prediction_what'], g['labelled']) == ('binary', 'rich', 'probability of 1', True)
     assert 0.8 < g['metrics']['roc_auc'] <= 1 and {p['metric'] for p in g['performance']} == {'roc_auc', 'log_loss'}
     assert 'rich v1 (binary, target rich), 1,500 rows: ' in r.stdout and 'performance' in r.stdout
+
+def test_a_registered_threshold_decides_the_binary_label(models, tmp_path):
+    reg, _ = models
+    pipe = register(reg, 'rich-cut', 'rich', 'binary', 'random_forest', {'n_estimators': 30}, threshold=0.7)
+    recs, df = records(40, 5, ['rich'])
+    p1 = pipe.predict_proba(df)[:, 1]
+    assert ((p1 >= 0.5) & (p1 < 0.7)).any()                     # rows the usual 0.5 would call 1
+    with server(reg, 'rich-cut', tmp_path/'p.jsonl') as port:
+        st, r, _ = call(port, 'POST', '/predict', recs)
+        assert st == 200 and r['predictions'] == [1 if p >= 0.7 else 0 for p in p1]
+        st, m, _ = call(port, 'GET', '/model')
+        assert m['task']['threshold'] == 0.7
+    adult(40, 5, markers=True).drop(columns=['rich']).to_csv(tmp_path/'in.csv', index=False)   # as in the files: `?` for missing
+    r = mlnb('predict', '--model', 'rich-cut', '--registry', reg.root, tmp_path/'in.csv', tmp_path/'out.csv')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert pd.read_csv(tmp_path/'out.csv')['prediction'].tolist() == [1 if p >= 0.7 else 0 for p in p1]
 
 def test_regression_batch_predict_and_monitor(models, tmp_path):
     reg, pipes = models
