@@ -215,9 +215,19 @@ def _params_of(trial_params: dict, space: dict) -> dict:
         out[k] = trial_params[k] if plain else v[trial_params[k]]
     return out
 
+def _start(pipe, space: dict) -> dict:
+    "The Pipeline's own values of the `space` parameters that lie in it, as Optuna stores them (choices that are not plain values by position)."
+    cur, out = pipe.get_params(), {}
+    for k, v in space.items():
+        c = cur[k]
+        if isinstance(v, list):
+            if c in v: out[k] = c if all(isinstance(x, (str, int, float, bool, type(None))) for x in v) else v.index(c)
+        elif isinstance(c, (int, float)) and not isinstance(c, bool) and v['low'] <= c <= v['high']: out[k] = c
+    return out
+
 def bayes_search(pipe, space: dict, X, y, cv, metric: str, n_trials: int, seed: int, n_jobs: int = 1, groups=None, candidate: str = '',
                  storage: str | None = None, timeout_s: float = 0, prune: bool = True) -> list:
-    "Optuna TPE over a checked `space` on the folds of `cv`, pruning per fold, kept in `storage` (an SQLite URL; None: in memory): every trial of the study as rows."
+    "Optuna TPE over a checked `space` on the folds of `cv`, pruning per fold, kept in `storage` (an SQLite URL; None: in memory), starting from `pipe`'s own setting: every trial of the study as rows."
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     S = optuna.trial.TrialState
@@ -225,6 +235,7 @@ def bayes_search(pipe, space: dict, X, y, cv, metric: str, n_trials: int, seed: 
                                 sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if prune else optuna.pruners.NopPruner())
     for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)): study.tell(t.number, state=S.FAIL)  # cut off by an interruption
+    if not study.trials and (start := _start(pipe, space)): study.enqueue_trial(start)  # the setting as given is the first trial
     splits, scorer, t0 = list(cv.split(X, y, groups)), check_scoring(pipe, scoring=metric), time.monotonic()
     done = lambda: len(study.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)))
     while done() < n_trials and not (timeout_s and time.monotonic() - t0 >= timeout_s):
