@@ -4,7 +4,7 @@
 
 Both sides run as fresh processes with the same thread settings (OMP/MKL/OpenBLAS threads) and do the same
 work on the same data: read, validate, prepare, infer roles and build the preprocessing, cross-validate and fit,
-evaluate (the parameter file's other
+evaluate with its bootstrap intervals, slices and calibration (the parameter file's other
 stages, explain and deploy, are left out on both sides). The plain side calls the
 functions the stage notebooks export, with no kernels, notebooks, scraps, artifacts, plots or report.
 Prints each side's wall times, their medians and the ratio.
@@ -23,7 +23,7 @@ from mlnb.validate import build_schema, infer_spec, validate_frame, apply_policy
 from mlnb.prepare import normalise_missing, dedupe, decide_task, decide_positive, split
 from mlnb.features import infer_roles, make_preprocessor
 from mlnb.train import compose, cross_validate_pipeline, SCORING
-from mlnb.evaluate import positive_proba, classification_metrics
+from mlnb.evaluate import positive_proba, classification_metrics, metric_intervals, slice_labels, slice_table, calibration
 p = yaml.safe_load(open(sys.argv[1])); sh = p.get('shared', {}); st = {k: (v or {}).get('params', {}) for k, v in p['stages'].items()}
 target, seed, model = sh['target'], sh['seed'], sh.get('model', 'hgb')
 i, v, pr, fe, tr = st['ingest'], st['validate'], st['prepare'], st.get('features', {}), st['train']
@@ -39,8 +39,13 @@ roles = infer_roles(X, fe.get('roles'), fe.get('drop')); used = roles.loc[roles[
 pipe = compose(make_preprocessor(roles, model, task, levels=X.nunique().to_dict()), model, tr.get('model_params', {}), seed, markers, task)
 cv = cross_validate_pipeline(pipe, X[used], y, tr.get('cv_folds', 3), tr.get('scoring') or SCORING[task], seed, task)
 pipe.fit(X[used], y)
-m = classification_metrics(test[target], positive_proba(pipe, test[used], positive), positive)
-print(f"roc_auc={m['roc_auc']:.4f}")
+proba = positive_proba(pipe, test[used], positive)
+m = classification_metrics(test[target], proba, positive)
+ev, info = st.get('evaluate', {}), dict(task=task, target=target, classes=sorted(df[target].astype(str).unique()), positive=positive)   # the evaluate stage's statistics too
+cis = metric_intervals(test[target], proba, info, seed=seed)
+if sl := ev.get('slices'): slice_table(test[target], proba, info, slice_labels(test, sl, ev.get('slice_bins', 4), target), seed=seed)
+calibration(test[target], proba, info)
+print(f"roc_auc={m['roc_auc']:.4f} [{cis.loc['roc_auc', 'low']:.4f}, {cis.loc['roc_auc', 'high']:.4f}]")
 '''
 
 def timed(cmd, env):
