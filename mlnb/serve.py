@@ -115,6 +115,9 @@ class TreeArrays:
                 if [n for n, *_ in pre.transformers_ if n != 'remainder'] != ['encoder', 'numerical']: raise MlnbError('serve: TreeArrays does not know this model\'s own preprocessing')
                 cat = np.asarray(model.is_categorical_, dtype=bool)
                 self.order, self.codes = np.concatenate([np.flatnonzero(cat), np.flatnonzero(~cat)]), [np.asarray(c, dtype=float) for c in pre.named_transformers_['encoder'].categories_]
+                known = lambda c: c[~np.isnan(c)]  # the model's categories, NaN (missing in training) aside
+                if (self.order == np.arange(len(self.order))).all() and all(np.array_equal(known(c), np.arange(len(known(c)))) for c in self.codes):
+                    self.order = self.codes = None  # mlnb's codes 0..k-1 come first already: the model's re-coding changes nothing (unknown codes go as missing)
             preds = [p for it in model._predictors for p in it]  # iteration by iteration, one tree per output in each
             trees = [p.nodes for p in preds]
             self.base, self.inverse = np.ravel(model._baseline_prediction).astype(float), model._loss.link.inverse
@@ -135,6 +138,7 @@ class TreeArrays:
         self.feature, self.threshold = cat(0).astype(np.intp), cat(1).astype(float)
         self.left, self.right = cat(2, True).astype(np.intp), cat(3, True).astype(np.intp)
         self.leaf, self.value, self.missing_left = cat(4).astype(bool), cat(5), cat(6).astype(bool)
+        self.left[self.leaf] = self.right[self.leaf] = np.flatnonzero(self.leaf)  # a leaf leads to itself: the walk needs no leaf test
         self.roots, self.steps = off.astype(np.intp), int(cat(7).max())
         if self.cat_rows is not None: self.cat_rows = np.concatenate(self.cat_rows)
         self.count = np.concatenate([t['count'] for t in trees]).astype(float) if not self.forest else \
@@ -181,8 +185,7 @@ class TreeArrays:
         else: X = self._inputs(X)
         node, rows = np.repeat(self.roots[None, :], len(X), axis=0), np.arange(len(X))[:, None]
         for _ in range(self.steps):
-            left = self._left(X[rows, self.feature[node]], node)
-            node = np.where(self.leaf[node], node, np.where(left, self.left[node], self.right[node]))
+            node = np.where(self._left(X[rows, self.feature[node]], node), self.left[node], self.right[node])
         return node
 
     def _left(self, x: np.ndarray, node: np.ndarray) -> np.ndarray:
