@@ -16,8 +16,7 @@ from joblib import Parallel, delayed
 from scipy import stats
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import (GridSearchCV, GroupKFold, KFold, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit, cross_val_predict,
-                                     cross_validate)
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit, cross_validate
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.base import BaseEstimator, TransformerMixin
