@@ -25,11 +25,26 @@ def stage_line(name: str, st: dict) -> str:
     return line
 
 # %% ../nbs/03_cli.ipynb #d88cf090
+def _early_zygote(params_path):
+    "Start the kernel zygote before anything else, from a quick read of the parameter file (None if that read fails)."
+    try:
+        import yaml
+        from mlnb.engine import start_zygote
+        p = Path(params_path).resolve(); root = project_root(p.parent)
+        stages = yaml.safe_load(p.read_text())['stages']
+        nbs = [root/s['notebook'] if (s or {}).get('notebook') else next(iter(sorted((root/'nbs').glob(f'[0-9]*_{n}.ipynb'))), None) for n, s in stages.items()]
+        return start_zygote(root, [n for n in nbs if n and n.exists()])
+    except Exception: return None
+
 def cmd_run(a) -> int:
+    zygote = _early_zygote(a.params)  # it imports pandas and scikit-learn while the runner reads the notebooks
     from mlnb.pipeline import load_plan, run_plan
-    plan = load_plan(a.params)
+    try: plan = load_plan(a.params)
+    except BaseException:
+        if zygote: zygote.close()
+        raise
     print(f"mlnb run {a.params}: {len(plan.stages)} stages ({' → '.join(s.name for s in plan.stages)})", flush=True)
-    man = run_plan(plan, a.runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True))
+    man = run_plan(plan, a.runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote or True)
     run_dir = Path(a.runs_dir or plan.root/'outputs'/'runs')/man['run_id']
     ok = sum(s['status'] == 'ok' for s in man['stages'].values())
     print(f"run {man['run_id']} {man['status']}: {ok}/{len(man['stages'])} stages ok in {man['duration_s']:.1f} s")

@@ -11,13 +11,14 @@ from importlib import metadata
 from pathlib import Path
 import yaml
 from .core import MlnbError, project_root, sha256_file, write_text, is_artifact
+from .engine import Job, LocalExecutor
+
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMS', 'CHECK', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type',
-           'type_ok', 'has_parameters_cell', 'declared_params', 'check_stage', 'load_plan', 'notebook_imports',
-           'KernelPool', 'is_check', 'MlnbEngine', 'environment', 'git_state', 'new_run_id', 'now', 'stage_inputs',
-           'split_scraps', 'failure', 'execute_stage', 'run_plan', 'run', 'load_manifest', 'headline_value',
-           'list_runs', 'find_run']
+__all__ = ['RUNNER_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type',
+           'type_ok', 'has_parameters_cell', 'declared_params', 'check_stage', 'load_plan', 'environment', 'git_state',
+           'new_run_id', 'now', 'stage_inputs', 'split_scraps', 'failure', 'run_plan', 'run', 'load_manifest',
+           'headline_value', 'list_runs', 'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 RUNNER_PARAMS = ('upstream', 'artifacts', 'run_id')  # set by the runner, never by the parameter file
@@ -144,102 +145,6 @@ def load_plan(path: str | Path) -> Plan:
     if errs: raise MlnbError('the parameter file does not fit the notebooks:\n  ' + '\n  '.join(errs))
     return Plan(path, root, stages, shared, raw.get('headline'), raw)
 
-# %% ../nbs/01_pipeline.ipynb #4d2997c6
-def notebook_imports(nb_path: Path) -> list:
-    "The modules imported at the top level of the notebook's code cells that a run executes (not its `#| check` cells), in order."
-    mods = []
-    for c in json.loads(Path(nb_path).read_text())['cells']:
-        if c['cell_type'] != 'code' or ''.join(c['source']).lstrip().startswith('#| check'): continue
-        src = '\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!')))
-        try: tree = ast.parse(src)
-        except SyntaxError: continue
-        for n in tree.body:
-            if isinstance(n, ast.Import): mods += [a.name for a in n.names]
-            elif isinstance(n, ast.ImportFrom) and n.module and not n.level: mods.append(n.module)
-    return list(dict.fromkeys(m for m in mods if m != '__future__'))
-
-# %% ../nbs/01_pipeline.ipynb #a77b07c2
-_WARM = '''def _mlnb_warm():
-    import importlib
-    for m in {mods!r}:
-        try: importlib.import_module(m)
-        except Exception: pass
-_mlnb_warm(); del _mlnb_warm'''
-
-class KernelPool:
-    "Starts each stage's kernel ahead of time over IPC and pre-imports its notebook's modules."
-    def __init__(self, cwd: Path, kernel_name: str = 'python3', preload=('mlnb.core', 'scrapbook')):
-        self.cwd, self.kernel_name, self.preload = Path(cwd), kernel_name, tuple(preload)
-        self.sockdir, self.pending, self.n = Path(tempfile.mkdtemp(prefix='mlnb-k-')), {}, 0
-
-    def start(self, key: str, nb_path: Path):
-        "Start a kernel for `key` and have it import the notebook's modules in the background."
-        from jupyter_client.manager import AsyncKernelManager
-        from jupyter_client.blocking import BlockingKernelClient
-        from jupyter_core.utils import run_sync
-        self.n += 1
-        km = AsyncKernelManager(kernel_name=self.kernel_name, transport='ipc', ip=str(self.sockdir/f'k{self.n}'))
-        env = {**os.environ, 'PYTHONHASHSEED': os.environ.get('PYTHONHASHSEED', '0')}
-        run_sync(km.start_kernel)(cwd=str(self.cwd), env=env)
-        kc = BlockingKernelClient(); kc.load_connection_info(km.get_connection_info()); kc.start_channels(iopub=False, stdin=False, hb=False, control=False)
-        kc.execute(_WARM.format(mods=list(dict.fromkeys(self.preload + tuple(notebook_imports(nb_path))))), silent=True, store_history=False)
-        self.pending[key] = (km, kc)
-
-    def take(self, key: str, nb_path: Path):
-        "The kernel manager started for `key` (starting one now if there is none)."
-        if key not in self.pending: self.start(key, nb_path)
-        km, kc = self.pending.pop(key)
-        kc.stop_channels()
-        return km
-
-    def stop(self, km):
-        "Shut down `km`'s kernel if it still runs (papermill stops it, except after an interrupt)."
-        from jupyter_core.utils import run_sync
-        try:
-            if km.has_kernel: run_sync(km.shutdown_kernel)(now=True)
-        except Exception:
-            if getattr(km, 'provisioner', None) and km.provisioner.process: km.provisioner.process.kill()
-
-    def close(self):
-        "Shut down kernels that were started but not used, and remove the socket folder."
-        from jupyter_core.utils import run_sync
-        for km, kc in self.pending.values():
-            kc.stop_channels(); run_sync(km.shutdown_kernel)(now=True)
-        self.pending.clear()
-        shutil.rmtree(self.sockdir, ignore_errors=True)
-
-# %% ../nbs/01_pipeline.ipynb #0a14ddbc
-from papermill.engines import NBClientEngine, papermill_engines
-from papermill.clientwrap import PapermillNotebookClient
-from papermill.utils import merge_kwargs, remove_args
-
-CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
-
-def is_check(cell) -> bool:
-    "Is `cell` a library check (a code cell whose first line is `#| check`)?"
-    return cell.get('cell_type') == 'code' and ''.join(cell.get('source', '')).lstrip().startswith(CHECK)
-
-class MlnbEngine(NBClientEngine):
-    "papermill engine: use a pre-started kernel, leave out library checks and throttle intermediate saves."
-    save_every = 5.0  # seconds between saves of a running notebook
-
-    @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
-                                 start_timeout=60, execution_timeout=None, km=None, **kwargs):
-        kwargs = remove_args(['input_path', 'timeout', 'startup_timeout'], **kwargs)
-        final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout, kernel_name=kernel_name,
-                             log=logging.getLogger('papermill'), log_output=log_output,
-                             stdout_file=stdout_file, stderr_file=stderr_file, shutdown_kernel='immediate')
-        nb_man.nb.cells = [c for c in nb_man.nb.cells if not is_check(c)]  # checked by `make test`; a run reports on its data
-        save, last = nb_man.save, [time.monotonic()]
-        def throttled(**kw):
-            if time.monotonic() - last[0] >= cls.save_every: save(**kw); last[0] = time.monotonic()
-        nb_man.save = throttled
-        try: return PapermillNotebookClient(nb_man, km=km, **final).execute(cleanup_kc=True)
-        finally: del nb_man.save
-
-papermill_engines.register('mlnb', MlnbEngine)
-
 # %% ../nbs/01_pipeline.ipynb #da552c68
 KEY_PACKAGES = ('mlnb', 'papermill', 'scrapbook', 'nbformat', 'nbclient', 'ipykernel', 'pandas', 'numpy', 'pyarrow',
                 'scikit-learn', 'scipy', 'pandera', 'skops', 'matplotlib')
@@ -285,27 +190,9 @@ def failure(e) -> dict:
         return dict(cell=e.exec_count, ename=e.ename, evalue=str(e.evalue).strip().splitlines()[-1][:500] if str(e.evalue).strip() else '')
     return dict(cell=None, ename=type(e).__name__, evalue=str(e)[:500])
 
-# %% ../nbs/01_pipeline.ipynb #8b7036fb
-def execute_stage(nb: Path, out: Path, params: dict, km, cwd: Path, grace: float = 10):
-    "Run notebook `nb` into `out` with papermill on kernel `km`; on Ctrl-C interrupt the kernel, then stop it."
-    import signal, threading, papermill as pm
-    box, done = {}, threading.Event()  # an Event, not Thread.join: an interrupted join() can wrongly report the thread ended
-    def work():
-        try: pm.execute_notebook(str(nb), str(out), parameters=params, engine_name='mlnb', km=km, cwd=str(cwd),
-                                 progress_bar=False, log_output=False)
-        except BaseException as e: box['error'] = e
-        finally: done.set()
-    threading.Thread(target=work, name='mlnb-stage', daemon=True).start()
-    try: done.wait()
-    except KeyboardInterrupt:
-        if (proc := getattr(km.provisioner, 'process', None)) is not None: proc.send_signal(signal.SIGINT)
-        done.wait(grace)
-        raise
-    if 'error' in box: raise box['error']
-
 # %% ../nbs/01_pipeline.ipynb #2137c9c7
-def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True) -> dict:
-    "Run every stage of `plan` into a new run folder; return the manifest (also written to `run.json`)."
+def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True) -> dict:
+    "Run every stage of `plan` into a new run folder; return the manifest (also written to `run.json`). `zygote`: see `KernelPool`."
     from mlnb.core import read_scraps
     from mlnb.report import Renderer, write_report
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
@@ -322,25 +209,24 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
     save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))
     save()
-    pool, renderer, t_run = KernelPool(plan.root), Renderer() if render else None, time.monotonic()
+    jobs = [Job(s.name, s.notebook, run_dir/outputs[s.name]) for s in plan.stages]
+    ex, renderer, t_run = LocalExecutor(plan.root, [s.notebook for s in plan.stages], zygote), Renderer() if render else None, time.monotonic()
     try:
+        for j in jobs: ex.prepare(j)  # every stage's kernel is forked as soon as the zygote has what it imports
         for i, s in enumerate(plan.stages):
             st = man['stages'][s.name]
             if man['status'] == 'failed':
                 st['status'] = 'skipped'; on_stage and on_stage(s.name, st); continue
             params = stage_inputs(s, plan, run_dir, outputs, run_id)
             st.update(parameters=params, status='running', started=now()); save()
-            km = pool.take(s.name, s.notebook)
-            if i + 1 < len(plan.stages): pool.start(plan.stages[i+1].name, plan.stages[i+1].notebook)
+            jobs[i].params = params
             t0 = time.monotonic()
-            try:
-                execute_stage(s.notebook, run_dir/outputs[s.name], params, km, plan.root)
-                st['status'] = 'ok'
-            except Exception as e:
-                st.update(status='failed', error=failure(e)); man['status'] = 'failed'
+            ex.start(jobs[i]); _, err = ex.wait()
+            st['duration_s'] = round(time.monotonic() - t0, 3)
+            if err is None: st['status'] = 'ok'
+            else:
+                st.update(status='failed', error=failure(err)); man['status'] = 'failed'
                 man['failed_stage'] = s.name
-            finally:
-                pool.stop(km); st['duration_s'] = round(time.monotonic() - t0, 3)
             if (run_dir/outputs[s.name]).exists():
                 st['glued'], st['artifacts'] = split_scraps(read_scraps(run_dir/outputs[s.name]))
                 if renderer: renderer.submit(run_dir/outputs[s.name])
@@ -353,7 +239,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         man.update(status='failed', error=why); man.setdefault('failed_stage', next((n for n, st in man['stages'].items() if st['status'] == 'failed'), None))
         raise
     finally:
-        pool.close()
+        ex.close()
         if man['status'] == 'running': man['status'] = 'ok'
         man.update(ended=now(), duration_s=round(time.monotonic() - t_run, 3))
         save()

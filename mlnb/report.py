@@ -5,12 +5,12 @@
 # %% ../nbs/02_report.ipynb #bd769f2e
 from __future__ import annotations
 import html
-from concurrent.futures import ThreadPoolExecutor
+import subprocess, sys
 from pathlib import Path
 from .core import write_text
 
 # %% auto #0
-__all__ = ['render_notebook', 'Renderer', 'stage_highlights', 'report_html', 'write_report']
+__all__ = ['render_notebook', 'render_worker', 'Renderer', 'stage_highlights', 'report_html', 'write_report']
 
 # %% ../nbs/02_report.ipynb #18788e81
 def render_notebook(nb_path: str | Path) -> Path:
@@ -23,16 +23,25 @@ def render_notebook(nb_path: str | Path) -> Path:
     body, _ = HTMLExporter(template_name='lab').from_notebook_node(nb)
     return write_text(nb_path.with_suffix('.html'), body)
 
+def render_worker():
+    "Read notebook paths from stdin, one per line, and render each; report failures on stderr."
+    for line in sys.stdin:
+        try: render_notebook(line.strip())
+        except Exception as e: print(f'mlnb: could not render {line.strip()} to HTML: {e}', file=sys.stderr, flush=True)
+
 class Renderer:
-    "Renders executed notebooks to HTML in one background thread."
-    def __init__(self): self.pool, self.futures = ThreadPoolExecutor(1), []
-    def submit(self, nb_path): self.futures.append(self.pool.submit(render_notebook, nb_path))
+    "Renders executed notebooks to HTML in a separate process, so nbconvert takes neither the runner's time nor its lock."
+    def __init__(self): self.proc = None
+    def submit(self, nb_path):
+        "Queue `nb_path` for rendering (the worker process starts with the first one)."
+        if self.proc is None:
+            self.proc = subprocess.Popen([sys.executable, '-c', 'from mlnb.report import render_worker; render_worker()'],
+                                         stdin=subprocess.PIPE, text=True)
+        self.proc.stdin.write(f'{Path(nb_path).resolve()}\n'); self.proc.stdin.flush()
     def close(self):
-        "Wait for every rendering; a failed rendering is reported, not raised."
-        for f in self.futures:
-            try: f.result()
-            except Exception as e: print(f'mlnb: could not render a notebook to HTML: {e}')
-        self.pool.shutdown()
+        "Wait for every rendering; a failed rendering is reported by the worker, not raised."
+        if self.proc is None: return
+        self.proc.stdin.close(); self.proc.wait()
 
 # %% ../nbs/02_report.ipynb #d0865346
 def _fmt(v, escape=True): return f'{v:.4g}' if isinstance(v, float) else html.escape(str(v)) if escape else str(v)

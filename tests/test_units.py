@@ -2,7 +2,8 @@
 import json, os
 import numpy as np, pandas as pd, pytest
 from mlnb.core import (MlnbError, Upstream, atomic_path, is_artifact, load_artifact, load_model, save_artifact, sha256_file, write_text)
-from mlnb.pipeline import parse_type, type_ok, stage_order, notebook_imports
+from mlnb.pipeline import parse_type, type_ok, stage_order
+from mlnb.engine import notebook_imports
 from mlnb.ingest import read_table, sample_frame
 from mlnb.validate import apply_policy, build_schema, infer_spec, validate_frame
 from mlnb.prepare import dedupe, normalise_missing, split
