@@ -9,8 +9,8 @@ from pathlib import Path
 from .core import MlnbError, project_root
 
 # %% auto #0
-__all__ = ['stage_line', 'cmd_run', 'cmd_runs', 'cmd_show', 'cmd_models', 'cmd_serve', 'cmd_predict', 'cmd_new', 'cmd_monitor',
-           'retrain', 'parser', 'main']
+__all__ = ['stage_line', 'cmd_run', 'cmd_status', 'cmd_cache', 'cmd_runs', 'cmd_show', 'cmd_models', 'cmd_serve', 'cmd_predict',
+           'cmd_new', 'cmd_monitor', 'retrain', 'parser', 'main']
 
 # %% ../nbs/03_cli.ipynb #e463ebf9
 def _dur(s): return '' if s is None else f'{s:6.1f} s'
@@ -25,34 +25,86 @@ def stage_line(name: str, st: dict) -> str:
     return line
 
 # %% ../nbs/03_cli.ipynb #d88cf090
-def _early_zygote(params_path):
-    "Start the kernel zygote before anything else, from a quick read of the parameter file (None if that read fails)."
-    try:
-        import yaml
-        from mlnb.engine import start_zygote
-        p = Path(params_path).resolve(); root = project_root(p.parent)
-        stages = yaml.safe_load(p.read_text())['stages']
-        nbs = [root/s['notebook'] if (s or {}).get('notebook') else next(iter(sorted((root/'nbs').glob(f'[0-9]*_{n}.ipynb'))), None) for n, s in stages.items()]
-        return start_zygote(root, [n for n in nbs if n and n.exists()])
-    except Exception: return None
+def _zygote_for(plan, names):
+    "Start the kernel zygote for the stages `names` (it imports pandas and scikit-learn while the runner checks the notebooks)."
+    from mlnb.engine import start_zygote
+    return start_zygote(plan.root, [s.notebook for s in plan.stages if s.name in names])
+
+def _resume_target(runs_dir, run) -> Path:
+    "The parameter file to run again for `--resume [RUN]`: by default that of the latest failed, interrupted or abandoned run."
+    from mlnb.pipeline import find_run, list_runs
+    if run == 'latest':
+        bad = [m for m in list_runs(runs_dir) if m['status'] in ('failed', 'abandoned')]
+        if not bad: raise MlnbError(f'--resume: no failed, interrupted or abandoned run under {runs_dir}')
+        run = bad[0]['run_id']
+    d = find_run(runs_dir, run); from mlnb.pipeline import load_manifest
+    m = load_manifest(d); orig = Path(m['params_file'])
+    if orig.exists() and orig.read_bytes() == (d/'params.yaml').read_bytes(): return orig
+    print(f"mlnb: {orig} changed since run {m['run_id']} (or is gone): resuming with the copy the run kept, {d/'params.yaml'}", file=sys.stderr)
+    return d/'params.yaml'
 
 def cmd_run(a) -> int:
-    zygote = _early_zygote(a.params)  # it imports pandas and scikit-learn while the runner reads the notebooks
-    from mlnb.pipeline import load_plan, run_plan
-    try: plan = load_plan(a.params)
+    from mlnb.pipeline import load_plan, run_plan, will_execute
+    runs_dir = Path(a.runs_dir) if a.runs_dir else None
+    if a.resume:
+        a.params = _resume_target(runs_dir or project_root()/'outputs'/'runs', a.resume); print(f'mlnb: resuming {a.params}', flush=True)
+    light = load_plan(a.params, check=False)
+    opts = dict(cache=not a.no_cache, force=['all'] if a.force == [] else (a.force or ()), only=a.only, start=getattr(a, 'from'), until=a.until)
+    todo = will_execute(light, runs_dir, **opts)
+    zygote = _zygote_for(light, todo) if todo else False
+    try: plan = load_plan(a.params) if todo else light  # nothing to execute: the cached stages were checked when they ran
     except BaseException:
         if zygote: zygote.close()
         raise
-    print(f"mlnb run {a.params}: {len(plan.stages)} stages ({' → '.join(s.name for s in plan.stages)})", flush=True)
-    man = run_plan(plan, a.runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote or True)
-    run_dir = Path(a.runs_dir or plan.root/'outputs'/'runs')/man['run_id']
-    ok = sum(s['status'] == 'ok' for s in man['stages'].values())
-    print(f"run {man['run_id']} {man['status']}: {ok}/{len(man['stages'])} stages ok in {man['duration_s']:.1f} s")
+    print(f"mlnb run {a.params}: {len(plan.stages)} stages ({' → '.join(s.name for s in plan.stages)}), "
+          f"{'to run: ' + ', '.join(todo) if todo else 'all cached'}", flush=True)
+    man = run_plan(plan, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote if zygote is not None else True, **opts)
+    run_dir = Path(runs_dir or plan.root/'outputs'/'runs')/man['run_id']
+    done = sum(s['status'] in ('ok', 'cached') for s in man['stages'].values())
+    cached = sum(s['status'] == 'cached' for s in man['stages'].values())
+    print(f"run {man['run_id']} {man['status']}: {done}/{len(man['stages'])} stages ok ({cached} cached) in {man['duration_s']:.1f} s")
     if man['status'] != 'ok':
         st = man['stages'][man['failed_stage']]
         print(f"stage '{man['failed_stage']}' failed; its notebook: {run_dir/st['output']}", file=sys.stderr)
     print(f"report: {run_dir/'report.html'}")
     return 0 if man['status'] == 'ok' else 1
+
+def cmd_status(a) -> int:
+    "Print each stage as cached or will run, and why."
+    from mlnb.pipeline import load_plan, cache_path
+    from mlnb.cache import Cache, plan_status
+    plan = load_plan(a.params, check=False)
+    runs_dir = Path(a.runs_dir) if a.runs_dir else plan.root/'outputs'/'runs'
+    db = Cache(cache_path(plan, runs_dir))
+    try: rows = plan_status(plan, db)
+    finally: db.close()
+    for r in rows:
+        note = f"from run {r['entry']['run_id']}" if r['entry'] else '; '.join(r['why'])
+        print(f"  {r['stage']:<12} {r['state']:<9} {note}")
+    n = sum(r['state'] == 'cached' for r in rows)
+    print(f"{n}/{len(rows)} stages cached" + ('' if n == len(rows) else f"; `mlnb run {a.params}` runs {len(rows) - n}"))
+    return 0
+
+def cmd_cache(a) -> int:
+    "`mlnb cache prune --keep N`: remove runs older than the newest N, and the cache entries that point into them."
+    from mlnb.pipeline import list_runs
+    from mlnb.cache import Cache
+    runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
+    db_path = project_root()/'outputs'/'cache.db' if not a.runs_dir else runs_dir.resolve().with_name(runs_dir.resolve().name + '-cache.db')
+    if a.keep < 0: raise MlnbError('cache prune: --keep must be 0 or more')
+    runs = [runs_dir/m['run_id'] for m in list_runs(runs_dir) if m['status'] not in ('running',)]
+    old, freed = runs[a.keep:], 0
+    db = Cache(db_path)
+    try:
+        dropped = 0
+        for e in db.entries():
+            if Path(e['run_dir']) in old or not Path(e['run_dir']).exists(): db.drop(e['key']); dropped += 1
+        for d in old:
+            freed += sum(f.stat().st_size for f in d.rglob('*') if f.is_file() and f.stat().st_nlink == 1)
+            import shutil; shutil.rmtree(d)
+    finally: db.close()
+    print(f'removed {len(old)} run(s) and {dropped} cache entr{"y" if dropped == 1 else "ies"}; {freed / 1e6:.1f} MB freed (files linked into kept runs stay)')
+    return 0
 
 def cmd_runs(a) -> int:
     from mlnb.pipeline import list_runs, headline_value
@@ -138,7 +190,8 @@ def cmd_monitor(a) -> int:
         spec = Path(d)/'monitor.yaml'
         spec.write_text(yaml.safe_dump({'headline': 'monitor.drift_share', 'stages': {'monitor': {'notebook': 'nbs/90_monitor.ipynb', 'params': params}}}))
         plan = load_plan(spec)
-        man = run_plan(plan, a.runs_dir or plan.root/'outputs'/'monitor', on_stage=lambda n, st: print(stage_line(n, st), flush=True))
+        man = run_plan(plan, a.runs_dir or plan.root/'outputs'/'monitor', on_stage=lambda n, st: print(stage_line(n, st), flush=True),
+                       cache=False)  # monitoring reads the registry's current model: never from the cache
     run_dir = Path(a.runs_dir or plan.root/'outputs'/'monitor')/man['run_id']
     if man['status'] != 'ok':
         print(f"monitor failed; its notebook: {run_dir/'01_monitor.ipynb'}", file=sys.stderr); return 1
@@ -172,11 +225,22 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run the pipeline a parameter file describes')
     r.add_argument('params', nargs='?', default='params/default.yaml', help='parameter file (default: params/default.yaml)')
+    r.add_argument('--force', nargs='*', metavar='STAGE', help='run these stages (all, with no names) even when their results are cached')
+    r.add_argument('--no-cache', action='store_true', help='neither use nor record cached stage results')
+    r.add_argument('--only', metavar='STAGE', help='run only STAGE; the stages before it come from the cache')
+    r.add_argument('--from', metavar='STAGE', help='run STAGE and every stage after it; the ones before come from the cache')
+    r.add_argument('--until', metavar='STAGE', help='stop after STAGE')
+    r.add_argument('--resume', nargs='?', const='latest', metavar='RUN', help='run the parameter file of a failed or interrupted run again '
+                   '(default: the latest); the stages that succeeded come from the cache')
+    st = sub.add_parser('status', help='say which stages of a parameter file are cached and why the others will run'); st.set_defaults(func=cmd_status)
+    st.add_argument('params', nargs='?', default='params/default.yaml')
+    ca = sub.add_parser('cache', help='manage the cache of stage results'); ca.set_defaults(func=cmd_cache)
+    ca.add_argument('action', choices=['prune']); ca.add_argument('--keep', type=int, required=True, help='runs to keep, newest first')
     for name, f, h in [('runs', cmd_runs, 'list runs'), ('show', cmd_show, 'summarise one run')]:
         s = sub.add_parser(name, help=h); s.set_defaults(func=f)
         if name == 'show': s.add_argument('run', nargs='?', default='latest', help='run id, unique prefix, or latest')
     r.set_defaults(func=cmd_run)
-    for s in sub.choices.values(): s.add_argument('--runs-dir', help='where runs live (default: outputs/runs in the project)')
+    for s in sub.choices.values(): s.add_argument('--runs-dir', help='where runs live (default: outputs/runs in the project; the cache index is outputs/cache.db, or RUNS_DIR-cache.db beside this folder)')
     n = sub.add_parser('new', help='write params/NAME.yaml for your own table: the task, schema, column roles and a model'); n.set_defaults(func=cmd_new)
     n.add_argument('name', help='the pipeline and model name'); n.add_argument('--data', required=True, help='a CSV or Parquet file')
     n.add_argument('--target', required=True, help='the column to predict')

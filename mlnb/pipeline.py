@@ -12,16 +12,19 @@ from pathlib import Path
 import yaml
 from .core import MlnbError, project_root, sha256_file, write_text, is_artifact
 from .engine import Job, LocalExecutor
+from .core import read_scraps
+from .report import Renderer, write_report
 
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type',
-           'type_ok', 'has_parameters_cell', 'declared_params', 'check_stage', 'load_plan', 'environment', 'git_state',
-           'new_run_id', 'now', 'stage_inputs', 'split_scraps', 'failure', 'run_plan', 'run', 'load_manifest',
-           'headline_value', 'list_runs', 'find_run']
+__all__ = ['KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
+           'has_parameters_cell', 'parameter_names', 'declared_params', 'check_stage', 'load_plan', 'environment',
+           'git_state', 'new_run_id', 'now', 'stage_params', 'stage_inputs', 'split_scraps', 'failure', 'cache_path',
+           'select_stages', 'will_execute', 'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs',
+           'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
-RUNNER_PARAMS = ('upstream', 'artifacts', 'run_id')  # set by the runner, never by the parameter file
+from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
 
 @dataclass
 class Stage:
@@ -30,7 +33,7 @@ class Stage:
     notebook: Path
     upstream: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
-    declared: dict = field(default_factory=dict)  # the notebook's parameters cell, as papermill reads it
+    declared: dict = field(default_factory=dict)  # the notebook's parameters: name -> papermill's reading (None before the check)
 
 @dataclass
 class Plan:
@@ -97,6 +100,17 @@ def has_parameters_cell(nb_path: Path) -> bool:
     nb = json.loads(Path(nb_path).read_text())
     return any('parameters' in c.get('metadata', {}).get('tags', []) for c in nb['cells'])
 
+def parameter_names(nb_path: Path) -> list:
+    "The names the notebook's `parameters` cell assigns, read without papermill (for `mlnb status`)."
+    for c in json.loads(Path(nb_path).read_text())['cells']:
+        if 'parameters' in c.get('metadata', {}).get('tags', []):
+            names = []
+            for n in ast.parse(''.join(c['source'])).body:
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name): names.append(n.target.id)
+                elif isinstance(n, ast.Assign): names += [t.id for t in n.targets if isinstance(t, ast.Name)]
+            return names
+    return []
+
 def declared_params(nb_path: Path) -> dict:
     "The notebook's declared parameters: name -> {inferred_type_name, default, help}."
     import papermill as pm
@@ -125,8 +139,8 @@ def check_stage(stage: Stage, shared: dict, src, root) -> list:
     return errs
 
 # %% ../nbs/01_pipeline.ipynb #02966cf1
-def load_plan(path: str | Path) -> Plan:
-    "Read and check the parameter file at `path` against every stage notebook; raise one `MlnbError` listing all problems."
+def load_plan(path: str | Path, check: bool = True) -> Plan:
+    "Read the parameter file at `path` and check it against every stage notebook (with papermill, unless `check` is False); raise one `MlnbError` listing all problems."
     path = Path(path).resolve()
     raw, root = read_params(path), project_root(path.parent)
     if not (root/'settings.ini').exists(): root = project_root()  # a parameter file kept outside the project
@@ -141,13 +155,18 @@ def load_plan(path: str | Path) -> Plan:
     order = stage_order(specs, path)
     stages = [Stage(n, find_notebook(n, specs[n], root, path), list(specs[n].get('upstream') or []), dict(specs[n].get('params') or {}))
               for n in order]
+    if not check and all(s.notebook.exists() for s in stages):  # otherwise the full check names what is missing
+        for s in stages: s.declared = dict.fromkeys(parameter_names(s.notebook))
+        return Plan(path, root, stages, shared, raw.get('headline'), raw)
     errs = [e for s in stages for e in check_stage(s, shared, path, root)]
+    declared = {k for s in stages for k in s.declared}
+    errs += [f"{path}: shared value '{k}' is declared by no stage notebook; remove it or declare it in a notebook's parameters cell" for k in shared if k not in declared]
     if errs: raise MlnbError('the parameter file does not fit the notebooks:\n  ' + '\n  '.join(errs))
     return Plan(path, root, stages, shared, raw.get('headline'), raw)
 
 # %% ../nbs/01_pipeline.ipynb #da552c68
 KEY_PACKAGES = ('mlnb', 'papermill', 'scrapbook', 'nbformat', 'nbclient', 'ipykernel', 'pandas', 'numpy', 'pyarrow',
-                'scikit-learn', 'scipy', 'pandera', 'skops', 'matplotlib')
+                'scikit-learn', 'scipy', 'pandera', 'skops', 'matplotlib', 'optuna', 'shap')
 
 def environment() -> dict:
     "Python, platform and key package versions."
@@ -172,12 +191,17 @@ def new_run_id() -> str:
 def now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
 
 # %% ../nbs/01_pipeline.ipynb #e5470b49
+def stage_params(stage: Stage, plan: Plan) -> dict:
+    "The parameters `stage` gets from the parameter file: its own and the shared ones its notebook declares."
+    decl = stage.declared or dict.fromkeys(parameter_names(stage.notebook))
+    return {**{k: v for k, v in plan.shared.items() if k in decl}, **stage.params}
+
 def stage_inputs(stage: Stage, plan: Plan, run_dir: Path, outputs: dict, run_id: str) -> dict:
-    "The parameters papermill injects into `stage`: its own, the shared ones it declares, and the runner's."
-    decl = stage.declared or declared_params(stage.notebook)
+    "The parameters papermill injects into `stage`: `stage_params` and the runner's (upstream notebooks, artifact folder, run id, the run's parameter file)."
+    decl = stage.declared or dict.fromkeys(parameter_names(stage.notebook))
     runner = dict(upstream={u: str(run_dir/outputs[u]) for u in stage.upstream},
-                  artifacts=str(run_dir/'artifacts'/stage.name), run_id=run_id)
-    return {**{k: v for k, v in {**plan.shared, **runner}.items() if k in decl}, **stage.params}
+                  artifacts=str(run_dir/'artifacts'/stage.name), run_id=run_id, run_params=plan.raw)
+    return {**{k: v for k, v in runner.items() if k in decl}, **stage_params(stage, plan)}
 
 def split_scraps(scraps: dict) -> tuple:
     "Glued values split into (small values, artifact references)."
@@ -191,45 +215,120 @@ def failure(e) -> dict:
     return dict(cell=None, ename=type(e).__name__, evalue=str(e)[:500])
 
 # %% ../nbs/01_pipeline.ipynb #2137c9c7
-def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True) -> dict:
-    "Run every stage of `plan` into a new run folder; return the manifest (also written to `run.json`). `zygote`: see `KernelPool`."
-    from mlnb.core import read_scraps
-    from mlnb.report import Renderer, write_report
+def cache_path(plan: Plan, runs_dir: Path) -> Path:
+    "The cache index: `outputs/cache.db` for the project's runs, else `<runs folder>-cache.db` beside the runs it points into."
+    runs_dir = Path(runs_dir).resolve()
+    return plan.root/'outputs'/'cache.db' if runs_dir == (plan.root/'outputs'/'runs').resolve() else runs_dir.with_name(runs_dir.name + '-cache.db')
+
+def _descendants(plan: Plan, name: str) -> set:
+    out, grew = {name}, True
+    while grew:
+        grew = False
+        for s in plan.stages:
+            if s.name not in out and set(s.upstream) & out: out.add(s.name); grew = True
+    return out
+
+def _ancestors(plan: Plan, name: str) -> set:
+    by, out, todo = {s.name: s for s in plan.stages}, set(), [name]
+    while todo:
+        for u in by[todo.pop()].upstream:
+            if u not in out: out.add(u); todo.append(u)
+    return out
+
+def select_stages(plan: Plan, only=None, start=None, until=None) -> tuple:
+    "`(stages taking part, stages that must execute, stages that must come from the cache)` for `--only`, `--from` and `--until`."
+    names = [s.name for s in plan.stages]
+    for flag, v in (('--only', only), ('--from', start), ('--until', until)):
+        if v and v not in names: raise MlnbError(f"{flag} {v}: no such stage in {plan.path.name} (stages: {', '.join(names)})")
+    include, run, cached = set(names), set(), set()
+    if until: include = _ancestors(plan, until) | {until}
+    if only: include, run = _ancestors(plan, only) | {only}, {only}
+    if start: run = _descendants(plan, start) & include
+    if only or start: cached = {n for n in include if n not in run and (n in _ancestors(plan, only or start) or not (only or start))}
+    return include, run, cached
+
+def will_execute(plan: Plan, runs_dir=None, cache=True, force=(), only=None, start=None, until=None) -> list:
+    "The stages a run would execute (not take from the cache), as `mlnb status` predicts them."
+    from mlnb.cache import Cache, plan_status
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
+    include, must_run, _ = select_stages(plan, only, start, until)
+    if not cache or not cache_path(plan, runs_dir).exists(): return [s.name for s in plan.stages if s.name in include]
+    db = Cache(cache_path(plan, runs_dir))
+    try: return [r['stage'] for r in plan_status(plan, db, set(force) | must_run) if r['state'] != 'cached' and r['stage'] in include]
+    finally: db.close()
+
+def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True, cache=True,
+             force=(), only=None, start=None, until=None) -> dict:
+    """Run `plan` into a new run folder, reusing cached stages; return the manifest (also written to `run.json`).
+    `force`: stage names (or 'all') to run even when cached; `only`/`start`/`until`: a partial run (`--only`, `--from`, `--until`);
+    `zygote`: see `KernelPool`; `cache`: False to neither read nor write the cache index."""
+    from mlnb.cache import Cache, stage_parts, lookup, output_digest, stage_effect, link_entry, versions, plan_status
+    runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
+    include, must_run, must_cache = select_stages(plan, only, start, until)
+    if must_cache and not cache: raise MlnbError('--only and --from take the stages before them from the cache; they cannot be used with --no-cache')
+    db = Cache(cache_path(plan, runs_dir)) if cache else None
+    stages = [s for s in plan.stages if s.name in include]
+    force = set(force) | must_run
+    predicted = {r['stage']: r['state'] for r in plan_status(plan, db, force)} if db else {}
     run_id = new_run_id(); run_dir = runs_dir/run_id
     (run_dir/'artifacts').mkdir(parents=True)
     shutil.copy(plan.path, run_dir/'params.yaml')
     outputs = {s.name: f'{i:02d}_{s.name}.ipynb' for i, s in enumerate(plan.stages, 1)}
-    man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None,
+    man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None, pid=os.getpid(), host=platform.node(),
                params_file=str(plan.path), params=plan.raw, headline=plan.headline, git=git_state(plan.root),
-               environment=environment(), stages={})
-    for s in plan.stages:
+               environment=environment(), cache=str(db.path) if db else None, stages={})
+    if only or start or until: man['partial'] = {k: v for k, v in dict(only=only, start=start, until=until).items() if v}
+    for s in stages:
         man['stages'][s.name] = dict(notebook=str(s.notebook.relative_to(plan.root) if s.notebook.is_relative_to(plan.root) else s.notebook),
                                      notebook_sha256=sha256_file(s.notebook), output=outputs[s.name], upstream=s.upstream,
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
     save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))
     save()
-    jobs = [Job(s.name, s.notebook, run_dir/outputs[s.name]) for s in plan.stages]
-    ex, renderer, t_run = LocalExecutor(plan.root, [s.notebook for s in plan.stages], zygote), Renderer() if render else None, time.monotonic()
+    jobs = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name]) for s in stages}
+    ex, renderer, t_run, vers, digests = None, None, time.monotonic(), versions(), {}
+    def executor():
+        nonlocal ex, renderer
+        if ex is None:
+            ex = LocalExecutor(plan.root, [s.notebook for s in stages if predicted.get(s.name) != 'cached'], zygote)
+            renderer = Renderer() if render else None
+            for s in stages:
+                if predicted.get(s.name) != 'cached': ex.prepare(jobs[s.name])  # forked as soon as the zygote has what it imports
+        return ex
     try:
-        for j in jobs: ex.prepare(j)  # every stage's kernel is forked as soon as the zygote has what it imports
-        for i, s in enumerate(plan.stages):
+        if any(predicted.get(s.name) != 'cached' for s in stages): executor()
+        elif zygote not in (True, False): zygote.close()  # nothing to run: the zygote the CLI started is not needed
+        for s in stages:
             st = man['stages'][s.name]
-            if man['status'] == 'failed':
+            if man['status'] == 'failed' or any(man['stages'][u]['status'] not in ('ok', 'cached') for u in s.upstream):
                 st['status'] = 'skipped'; on_stage and on_stage(s.name, st); continue
             params = stage_inputs(s, plan, run_dir, outputs, run_id)
-            st.update(parameters=params, status='running', started=now()); save()
-            jobs[i].params = params
             t0 = time.monotonic()
-            ex.start(jobs[i]); _, err = ex.wait()
+            key, parts, hit, why = None, None, None, ['cache off']
+            if db:
+                parts = stage_parts(s.notebook, params, {u: digests[u] for u in s.upstream}, plan.root, db, vers)
+                key, hit, why = lookup(db, s.name, parts, s.name in force or 'all' in force)
+            if hit:
+                link_entry(hit, run_dir, outputs[s.name]); db.repoint(key, run_id, run_dir, outputs[s.name])
+                st.update(parameters=params, status='cached', cached_from=hit['run_id'], key=key, glued=hit['glued'], artifacts=hit['artifacts'],
+                          duration_s=round(time.monotonic() - t0, 3))
+                digests[s.name] = hit['digest']
+                save(); on_stage and on_stage(s.name, st); continue
+            if s.name in must_cache:
+                raise MlnbError(f"stage '{s.name}' has no usable cached result for these inputs ({'; '.join(why)}), and "
+                                f"{'--only ' + only if only else '--from ' + start} takes it from the cache: run the pipeline up to it first")
+            jobs[s.name].params = params
+            st.update(parameters=params, status='running', started=now(), key=key, why=why); save()
+            executor().start(jobs[s.name]); _, err = ex.wait()
             st['duration_s'] = round(time.monotonic() - t0, 3)
-            if err is None: st['status'] = 'ok'
-            else:
-                st.update(status='failed', error=failure(err)); man['status'] = 'failed'
-                man['failed_stage'] = s.name
             if (run_dir/outputs[s.name]).exists():
                 st['glued'], st['artifacts'] = split_scraps(read_scraps(run_dir/outputs[s.name]))
                 if renderer: renderer.submit(run_dir/outputs[s.name])
+            if err is None:
+                st['status'] = 'ok'; digests[s.name] = output_digest(st['glued'], st['artifacts'])
+                if db: db.put(key, s.name, run_id, run_dir, outputs[s.name], digests[s.name], st['glued'], st['artifacts'], parts, stage_effect(st['glued']))
+            else:
+                st.update(status='failed', error=failure(err)); man['status'] = 'failed'
+                man.setdefault('failed_stage', s.name)
             save(); on_stage and on_stage(s.name, st)
     except BaseException as e:
         why = 'interrupted' if isinstance(e, KeyboardInterrupt) else f'{type(e).__name__}: {e}'
@@ -239,21 +338,32 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         man.update(status='failed', error=why); man.setdefault('failed_stage', next((n for n, st in man['stages'].items() if st['status'] == 'failed'), None))
         raise
     finally:
-        ex.close()
+        if ex: ex.close()
+        if db: db.close()
         if man['status'] == 'running': man['status'] = 'ok'
         man.update(ended=now(), duration_s=round(time.monotonic() - t_run, 3))
         save()
-        if renderer: renderer.close(); write_report(man, run_dir)
+        if renderer: renderer.close()
+        if render: write_report(man, run_dir)
     return man
 
-def run(params_path: str | Path = 'params/default.yaml', runs_dir=None, on_stage=None, render=True) -> dict:
-    "Check the parameter file, then run it: `mlnb run` as a function."
-    return run_plan(load_plan(params_path), runs_dir, on_stage, render)
+def run(params_path: str | Path = 'params/default.yaml', runs_dir=None, on_stage=None, render=True, **kw) -> dict:
+    "Check the parameter file, then run it: `mlnb run` as a function (`kw`: see `run_plan`)."
+    return run_plan(load_plan(params_path), runs_dir, on_stage, render, **kw)
+
 
 # %% ../nbs/01_pipeline.ipynb #3d2beebf
+def _alive(pid) -> bool:
+    try: os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError): return False
+    except PermissionError: return True
+    return True
+
 def load_manifest(run_dir: str | Path) -> dict:
-    "The manifest of the run in `run_dir`."
-    return json.loads((Path(run_dir)/'run.json').read_text())
+    "The manifest of the run in `run_dir`; a run still marked running whose process is gone shows as `abandoned`."
+    man = json.loads((Path(run_dir)/'run.json').read_text())
+    if man.get('status') == 'running' and man.get('host') == platform.node() and not _alive(man.get('pid')): man['status'] = 'abandoned'
+    return man
 
 def headline_value(man: dict):
     "The run's headline metric as `(name, value)`, from `headline: stage.name` in its parameter file."
