@@ -20,6 +20,7 @@ def stage_line(name: str, st: dict) -> str:
     from mlnb.report import stage_highlights
     line = f"  {name:<12} {st['status']:<8} {_dur(st.get('duration_s')):>8}"
     if st['status'] == 'ok': line += f"   {stage_highlights(st.get('glued', {}), 4, escape=False)}"
+    if st['status'] == 'cached': line += f"   from run {st.get('cached_from')}"
     if err := st.get('error'):
         line += f"\n    {err['ename']} in cell [{err['cell']}]: {err['evalue']}"
     return line
