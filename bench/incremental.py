@@ -7,7 +7,9 @@ PYTHONPATH, so the checkout is not touched. After one full run it times, each ca
 - `mlnb status` (every stage cached);
 - a no-op `mlnb run` (every stage cached);
 - `mlnb run` after an edit of the last stage's code (a comment in its last code cell, different each time):
-  the wall time against that stage's own work, the sum of its cells' execution times as papermill recorded them.
+  the wall time against that stage's own work: the sum of its cells' execution times as papermill recorded them,
+  plus the time a fresh Python process takes to import what the notebook imports (a plain script pays that too;
+  in a run the kernel zygote pays it).
 Prints each case's times and their median.
 """
 import argparse, json, os, platform, shutil, statistics, subprocess, sys, tempfile, time
@@ -56,6 +58,10 @@ def main():
         t, _ = timed([mlnb, 'run', str(params)], d, env)
         m = latest(d); last = list(m['stages'])[-1]
         print(f'parameters: {a.params}; first full run {t:.1f} s; last stage: {last}; {a.repeat} repeats')
+        from mlnb.engine import notebook_imports
+        mods = notebook_imports(d/m['stages'][last]['notebook'])
+        imports = statistics.median(timed([sys.executable, '-c', f'import importlib; [importlib.import_module(m) for m in {mods!r}]'], d, env)[0] for _ in range(3))
+        print(f'importing what {last} imports takes {imports:.2f} s in a fresh process')
         status, noop, edit, work = [], [], [], []
         for k in range(a.repeat):
             t, out = timed([mlnb, 'status', str(params)], d, env); status.append(t)
@@ -67,9 +73,9 @@ def main():
             t, out = timed([mlnb, 'run', str(params)], d, env); edit.append(t)
             run = latest(d); st = run['stages'][last]
             assert st['status'] == 'ok' and all(s['status'] == 'cached' for n, s in run['stages'].items() if n != last), out
-            work.append(cell_seconds(d/'outputs'/'runs'/run['run_id']/st['output']))
+            work.append(cell_seconds(d/'outputs'/'runs'/run['run_id']/st['output']) + imports)
             print(f'  #{k+1}: status {status[-1]:.2f} s, no-op run {noop[-1]:.2f} s, edit of {last}: {edit[-1]:.2f} s '
-                  f'(its cells {work[-1]:.2f} s, overhead {edit[-1] - work[-1]:.2f} s)', flush=True)
+                  f'(its cells and imports {work[-1]:.2f} s, overhead {edit[-1] - work[-1]:.2f} s)', flush=True)
         med = statistics.median
         print(f'median: mlnb status {med(status):.2f} s; no-op mlnb run {med(noop):.2f} s; '
               f'edit of the last stage ({last}) {med(edit):.2f} s = its own work {med(work):.2f} s + {med([e - w for e, w in zip(edit, work)]):.2f} s')

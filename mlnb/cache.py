@@ -10,9 +10,9 @@ from .core import MlnbError
 from .engine import is_check, notebook_imports
 
 # %% auto #0
-__all__ = ['KEY_VERSION', 'RUNNER_PARAMS', 'PACKAGE', 'VOLATILE', 'digest', 'code_hash', 'module_hashes', 'named_files',
-           'key_params', 'versions', 'Cache', 'stable', 'output_digest', 'reasons', 'stage_effect', 'effect_holds',
-           'check_entry', 'link_entry', 'stage_parts', 'stage_key', 'lookup', 'plan_status']
+__all__ = ['KEY_VERSION', 'RUNNER_PARAMS', 'PACKAGE', 'digest', 'code_hash', 'module_hashes', 'named_files', 'key_params',
+           'versions', 'Cache', 'output_digest', 'reasons', 'stage_effect', 'effect_holds', 'check_entry', 'link_entry',
+           'stage_parts', 'stage_key', 'lookup', 'plan_status']
 
 # %% ../nbs/09_cache.ipynb #57de26cc
 KEY_VERSION = 1  # bump when what goes into a key changes
@@ -153,16 +153,11 @@ class Cache:
     def close(self): self.db.close()
 
 # %% ../nbs/09_cache.ipynb #ddf9538a
-VOLATILE = 'volatile'  # the glued list of a stage's volatile value names (see mlnb.core.glue)
-
-def stable(glued: dict) -> dict:
-    "Glued values without the volatile ones (and without the list that names them)."
-    vol = set(glued.get(VOLATILE) or [])
-    return {k: v for k, v in glued.items() if k not in vol and k != VOLATILE}
+from .core import stable_scraps  # glued values without the volatile ones (timings: `glue(..., volatile=True)`)
 
 def output_digest(glued: dict, artifacts: dict) -> str:
     "What downstream stages see of a stage: its stable glued values and its artifacts' sha256."
-    return digest(dict(glued=stable(glued), artifacts={k: v['sha256'] for k, v in sorted(artifacts.items())}))
+    return digest(dict(glued=stable_scraps(glued), artifacts={k: v['sha256'] for k, v in sorted(artifacts.items())}))
 
 # %% ../nbs/09_cache.ipynb #3ab95d28
 def _short(v, n: int = 40) -> str:

@@ -9,9 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TASK_KEYS', 'defer_rfc3987_syntax', 'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text',
-           'sha256_file', 'read_verified', 'model_types', 'allowed_type', 'refused_types', 'load_model', 'artifact_dir',
-           'save_artifact', 'is_artifact', 'load_artifact', 'glue', 'glue_artifact', 'read_scraps', 'Upstream']
+__all__ = ['ZIP_EPOCH', 'PNG_METADATA', 'VOLATILE_KEY', 'TASK_KEYS', 'defer_rfc3987_syntax', 'MlnbError', 'project_root',
+           'project_path', 'atomic_path', 'write_text', 'sha256_file', 'read_verified', 'model_types', 'allowed_type',
+           'refused_types', 'load_model', 'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir',
+           'save_artifact', 'is_artifact', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'read_scraps',
+           'Upstream']
 
 # %% ../nbs/00_core.ipynb #116229be
 import importlib, importlib.util, sys, types
@@ -167,6 +169,48 @@ def load_model(src: str | Path | bytes, types: dict | None = None, where: str | 
     try: return sio.loads(data, trusted=sorted({n for ns in found.values() for n in ns}))
     except UntrustedTypesFoundException as e: raise MlnbError(f'{where}: {e}') from None
 
+# %% ../nbs/00_core.ipynb #0602357b
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry: every entry of a model file gets it
+PNG_METADATA = {'Software': None}  # matplotlib's only PNG text entry (its version), left out
+
+def canonical_skops(data: bytes) -> bytes:
+    "The skops file `data` with object ids and array files numbered in order of appearance and every entry dated `ZIP_EPOCH`."
+    src = zipfile.ZipFile(io.BytesIO(data))
+    schema = json.loads(src.read('schema.json'))
+    names, ids, files, todo = set(src.namelist()), {}, {}, [schema]
+    while todo:  # depth first, in document order
+        s = todo.pop()
+        if isinstance(s, dict):
+            if '__loader__' in s:
+                if isinstance(s.get('__id__'), int): s['__id__'] = ids.setdefault(s['__id__'], len(ids) + 1)  # 0 would read as "no id"
+                if isinstance(f := s.get('file'), str) and f in names: s['file'] = files.setdefault(f, f"{len(files)}.{f.rpartition('.')[2]}")
+            todo.extend(reversed(list(s.values())))
+        elif isinstance(s, list): todo.extend(reversed(s))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, 'w') as dst:
+        for info in src.infolist():
+            if info.filename == 'schema.json': name, body = 'schema.json', json.dumps(schema, indent=2).encode()  # as skops writes it
+            else: name, body = files.setdefault(info.filename, f"{len(files)}.{info.filename.rpartition('.')[2]}"), src.read(info)
+            zi = zipfile.ZipInfo(name, ZIP_EPOCH); zi.compress_type, zi.external_attr = info.compress_type, info.external_attr
+            dst.writestr(zi, body)
+    return out.getvalue()
+
+def model_bytes(obj) -> bytes:
+    "`obj` as a skops file (`skops.io.dumps`) whose bytes depend on `obj` alone, not on the time or the process."
+    import skops.io as sio
+    return canonical_skops(sio.dumps(obj))
+
+def _json_default(o):
+    "What `json` cannot write: a set as a sorted list (printed, it follows string hashing, which changes per process), anything else as its `str`."
+    if isinstance(o, (set, frozenset)):
+        try: return sorted(o)
+        except TypeError: return sorted(o, key=repr)
+    return str(o)
+
+def json_text(obj) -> str:
+    "`obj` as the text of a JSON artifact: keys in their order, sets sorted, what JSON cannot hold as its `str`."
+    return json.dumps(obj, indent=1, default=_json_default)
+
 # %% ../nbs/00_core.ipynb #75e2f2b6
 def _is_frame(o): return type(o).__name__ == 'DataFrame' and hasattr(o, 'to_parquet')
 def _is_estimator(o): return hasattr(o, 'get_params') and (hasattr(o, 'fit') or hasattr(o, 'transform'))
@@ -178,14 +222,12 @@ def artifact_dir(artifacts: str | Path | None) -> Path:
     return p
 
 def save_artifact(obj, name: str, artifacts: str | Path) -> dict:
-    "Write `obj` atomically as `artifacts/name.<ext>`; return its reference `{path, sha256, bytes}`."
+    "Write `obj` atomically as `artifacts/name.<ext>`, the same bytes for the same object; return its reference `{path, sha256, bytes}`."
     art = Path(artifacts)
     if _is_frame(obj): dest, write = art/f'{name}.parquet', lambda p: obj.to_parquet(p, index=False)
-    elif _is_estimator(obj):
-        import skops.io as sio
-        dest, write = art/f'{name}.skops', lambda p: sio.dump(obj, p)
-    elif hasattr(obj, 'savefig'): dest, write = art/f'{name}.png', lambda p: obj.savefig(p, format='png', bbox_inches='tight')
-    else: dest, write = art/f'{name}.json', lambda p: Path(p).write_text(json.dumps(obj, indent=1, default=str))
+    elif _is_estimator(obj): dest, write = art/f'{name}.skops', lambda p: Path(p).write_bytes(model_bytes(obj))
+    elif hasattr(obj, 'savefig'): dest, write = art/f'{name}.png', lambda p: obj.savefig(p, format='png', bbox_inches='tight', metadata=PNG_METADATA)
+    else: dest, write = art/f'{name}.json', lambda p: Path(p).write_text(json_text(obj), encoding='utf-8')
     with atomic_path(dest) as tmp: write(tmp)
     return dict(path=dest.relative_to(art.parents[1]).as_posix(), sha256=sha256_file(dest), bytes=dest.stat().st_size)
 
@@ -205,11 +247,23 @@ def load_artifact(ref: dict, run_dir: str | Path):
     return p
 
 # %% ../nbs/00_core.ipynb #ab3e2644
-def glue(name: str, value):
-    "Record `value` under `name` in this notebook's outputs (scrapbook), for later stages and the manifest."
+VOLATILE_KEY = 'volatile'  # reserved: the glued list of the names glued with volatile=True
+_volatile = set()  # the names glued as volatile in this kernel
+
+def glue(name: str, value, volatile: bool = False):
+    "Record `value` under `name` (scrapbook) for later stages and the manifest; `volatile`: it may differ between two runs on the same inputs."
     import scrapbook as sb
+    if name == VOLATILE_KEY: raise MlnbError(f"glue: the name '{VOLATILE_KEY}' is reserved for the list of volatile values; glue under another name")
     sb.glue(name, value, display=False)
+    if volatile or name in _volatile:  # scrapbook keeps the last value glued under a name: the list is glued again, whole
+        (_volatile.add if volatile else _volatile.discard)(name)
+        sb.glue(VOLATILE_KEY, sorted(_volatile), display=False)
     return value
+
+def stable_scraps(scraps: dict) -> dict:
+    "The glued values `scraps` (as `read_scraps` gives them) without the volatile ones and without the list that names them."
+    vol = set(scraps.get(VOLATILE_KEY) or [])
+    return {k: v for k, v in scraps.items() if k != VOLATILE_KEY and k not in vol}
 
 def glue_artifact(obj, name: str, artifacts: str | Path) -> dict:
     "Save `obj` as an artifact and glue its reference under `name`."

@@ -28,7 +28,7 @@ from .serve import TreeArrays  # trees as arrays, for TreeSHAP of native categor
 __all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'tree_shap', 'selected',
            'explains_columns', 'explain_pipeline', 'explained_output', 'model_origins', 'group_explanation',
            'global_importance', 'class_importance', 'for_rows_class', 'text_terms', 'term_weights', 'top_terms',
-           'draw_rows', 'local_positions']
+           'draw_rows', 'local_positions', 'numpy_global_seed']
 
 # %% ../nbs/60_explain.ipynb #48dca3ca
 def _onehot(trans) -> OneHotEncoder | None:
@@ -296,3 +296,13 @@ def local_positions(rows: list, n: int) -> list:
     if bad: raise MlnbError(f'explain: local_rows {bad} are not positions in the explained sample of {n} rows (0 to {n - 1}); '
                             'choose smaller positions or raise sample_size')
     return [int(r) for r in rows]
+
+# %% ../nbs/60_explain.ipynb #990c95fb
+from contextlib import contextmanager
+
+@contextmanager
+def numpy_global_seed(seed: int):
+    "Seed NumPy's global random generator for the block, then put its state back (for plots that draw from it and take no seed)."
+    state = np.random.get_state(); np.random.seed(seed)
+    try: yield
+    finally: np.random.set_state(state)

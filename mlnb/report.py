@@ -31,12 +31,12 @@ def render_worker():
 
 class Renderer:
     "Renders executed notebooks to HTML in a separate process, so nbconvert takes neither the runner's time nor its lock."
-    def __init__(self): self.proc = None
+    def __init__(self):
+        "Start the worker now: it imports nbconvert while the first stage runs."
+        self.proc = subprocess.Popen([sys.executable, '-c', 'import nbconvert, nbformat; from mlnb.report import render_worker; render_worker()'],
+                                     stdin=subprocess.PIPE, text=True)
     def submit(self, nb_path):
-        "Queue `nb_path` for rendering (the worker process starts with the first one)."
-        if self.proc is None:
-            self.proc = subprocess.Popen([sys.executable, '-c', 'from mlnb.report import render_worker; render_worker()'],
-                                         stdin=subprocess.PIPE, text=True)
+        "Queue `nb_path` for rendering."
         self.proc.stdin.write(f'{Path(nb_path).resolve()}\n'); self.proc.stdin.flush()
     def close(self):
         "Wait for every rendering; a failed rendering is reported by the worker, not raised."
