@@ -1,4 +1,4 @@
-"""Overhead of the notebook machinery: `mlnb run` against the same stage functions in one plain Python process.
+"""Overhead of the notebook machinery: `mlnb run --no-cache` against the same stage functions in one plain Python process.
 
     python bench/overhead.py [--params params/default.yaml] [--repeat 3] [--threads 1]
 
@@ -70,7 +70,7 @@ def main():
         for k in range(a.repeat):
             t, out = timed([str(bindir/'python'), '-c', PLAIN, str(params)], env); plain_t.append(t)
             print(f'  plain  #{k+1}: {t:6.1f} s  {out.strip()}', flush=True)
-            t, out = timed([str(bindir/'mlnb'), 'run', str(params), '--runs-dir', runs], env); mlnb_t.append(t)
+            t, out = timed([str(bindir/'mlnb'), 'run', str(params), '--runs-dir', runs, '--no-cache'], env); mlnb_t.append(t)   # every stage runs
             print(f'  mlnb   #{k+1}: {t:6.1f} s  {out.strip().splitlines()[-2]}', flush=True)
     m, p = statistics.median(mlnb_t), statistics.median(plain_t)
     print(f'median: mlnb run {m:.1f} s, plain process {p:.1f} s, ratio {m/p:.2f} (overhead {m-p:.1f} s)')
