@@ -36,7 +36,7 @@ def notebook_imports(nb_path: Path) -> list:
 def _kernel_child(req: dict):
     "In the forked child: become the ipykernel that jupyter_client asked for in `req`."
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL); signal.signal(signal.SIGINT, signal.default_int_handler)  # the zygote ignores both
         os.setsid()
         os.chdir(req['cwd'])
         os.environ.clear(); os.environ.update(req['env']); os.environ['JPY_PARENT_PID'] = str(os.getppid())
