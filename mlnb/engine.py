@@ -149,6 +149,13 @@ def _provisioner_class():
             return self.connection_info
     return ZygoteProvisioner
 
+def _manager_class():
+    from jupyter_client.manager import AsyncKernelManager
+    class QuickStopManager(AsyncKernelManager):
+        "jupyter_client's kernel manager, which looks every 5 ms, not every 100 ms, whether a killed kernel has ended (a tenth of a second per stage)."
+        async def _async_wait(self, pollinterval: float = 0.005): await super()._async_wait(pollinterval)
+    return QuickStopManager
+
 def _client_class():
     from queue import Empty
     from jupyter_client.asynchronous import AsyncKernelClient
@@ -202,12 +209,11 @@ class KernelPool:
 
     def start(self, key: str, nb_path: Path):
         "Start a kernel for `key` and have it import the notebook's modules in the background."
-        from jupyter_client.manager import AsyncKernelManager
         from jupyter_client.blocking import BlockingKernelClient
         from jupyter_core.utils import run_sync
         self.n += 1
         mods = list(dict.fromkeys([*PRELOAD, *notebook_imports(nb_path)]))
-        km = AsyncKernelManager(kernel_name=self.kernel_name, transport='ipc', ip=str(self.sockdir/f'k{self.n}'))
+        km = _manager_class()(kernel_name=self.kernel_name, transport='ipc', ip=str(self.sockdir/f'k{self.n}'))
         km.kernel_id = f'mlnb-{os.getpid()}-{self.n}'
         if self.zygote:
             km.provisioner = _provisioner_class()(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)

@@ -5,26 +5,47 @@
 # %% ../nbs/02_report.ipynb #bd769f2e
 from __future__ import annotations
 import html
-import subprocess, sys
+import os, subprocess, sys
 from pathlib import Path
 from .core import write_text
 
 # %% auto #0
-__all__ = ['render_notebook', 'render_worker', 'Renderer', 'stage_highlights', 'report_html', 'write_report']
+__all__ = ['exporter', 'render_notebook', 'render_worker', 'Renderer', 'stage_highlights', 'report_html', 'write_report']
 
 # %% ../nbs/02_report.ipynb #18788e81
+_TEMPLATE = '''{%- extends 'lab/index.html.j2' -%}
+{% block input %}
+<div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
+     <div class="cm-editor cm-s-jupyter">
+{{ cell.source | highlight_code(metadata=cell.metadata) }}
+     </div>
+</div>
+{%- endblock input %}'''  # lab's own block without `clean_html`: pygments escapes code already, and sanitising it again was ~40% of a render
+
+_EXPORTER = []
+
+def exporter():
+    "The process's HTML exporter: JupyterLab's look; outputs and Markdown are sanitised as usual, highlighted code is not sanitised twice."
+    if not _EXPORTER:
+        from jinja2 import DictLoader
+        from nbconvert import HTMLExporter
+        _EXPORTER.append(HTMLExporter(template_name='lab', template_file='mlnb.html.j2', extra_loaders=[DictLoader({'mlnb.html.j2': _TEMPLATE})]))
+    return _EXPORTER[0]
+
 def render_notebook(nb_path: str | Path) -> Path:
     "Render the executed notebook at `nb_path` to HTML beside it (atomically); return the HTML path."
     import nbformat
-    from nbconvert import HTMLExporter
     nb_path, nb = Path(nb_path), nbformat.read(nb_path, as_version=4)
     for c in nb.cells:  # scrapbook's glued values have no visible form
         if c.cell_type == 'code': c.outputs = [o for o in c.outputs if not any(k.startswith('application/scrapbook') for k in o.get('data', {}))]
-    body, _ = HTMLExporter(template_name='lab').from_notebook_node(nb)
+    body, _ = exporter().from_notebook_node(nb)
     return write_text(nb_path.with_suffix('.html'), body)
 
+# %% ../nbs/02_report.ipynb #6d08d18d
 def render_worker():
     "Read notebook paths from stdin, one per line, and render each; report failures on stderr."
+    os.nice(10)  # the stages' kernels come first: rendering takes the core they leave idle
+    exporter()  # nbconvert's import and templates, ahead of the first notebook
     for line in sys.stdin:
         try: render_notebook(line.strip())
         except Exception as e: print(f'mlnb: could not render {line.strip()} to HTML: {e}', file=sys.stderr, flush=True)
@@ -33,8 +54,7 @@ class Renderer:
     "Renders executed notebooks to HTML in a separate process, so nbconvert takes neither the runner's time nor its lock."
     def __init__(self):
         "Start the worker now: it imports nbconvert while the first stage runs."
-        self.proc = subprocess.Popen([sys.executable, '-c', 'import nbconvert, nbformat; from mlnb.report import render_worker; render_worker()'],
-                                     stdin=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, '-c', 'from mlnb.report import render_worker; render_worker()'], stdin=subprocess.PIPE, text=True)
     def submit(self, nb_path):
         "Queue `nb_path` for rendering."
         self.proc.stdin.write(f'{Path(nb_path).resolve()}\n'); self.proc.stdin.flush()
