@@ -12,8 +12,8 @@ from pathlib import Path
 __all__ = ['ZIP_EPOCH', 'PNG_METADATA', 'VOLATILE_KEY', 'SCRAP_MIME', 'TASK_KEYS', 'defer_rfc3987_syntax', 'MlnbError',
            'project_root', 'project_path', 'atomic_path', 'write_text', 'sha256_file', 'read_verified', 'model_types',
            'allowed_type', 'refused_types', 'load_model', 'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir',
-           'save_artifact', 'is_artifact', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'scrap_value',
-           'read_scraps', 'Upstream']
+           'save_artifact', 'is_artifact', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'show_figure',
+           'scrap_value', 'read_scraps', 'Upstream']
 
 # %% ../nbs/00_core.ipynb #116229be
 import importlib, importlib.util, sys, types
@@ -27,7 +27,8 @@ def defer_rfc3987_syntax():
         return importlib.import_module('rfc3987_syntax')
     shim.is_valid_syntax = lambda term, value: real().is_valid_syntax(term, value)
     def __getattr__(name):
-        if name.startswith('__'): raise AttributeError(name)  # import machinery probing, e.g. __path__
+        if not (name.startswith('is_valid_syntax') or name in ('parse', 'make_syntax_validator', 'syntax_parser', 'grammar')):
+            raise AttributeError(name)  # not one of its names: import machinery (`__path__`) or a walk over every module (pickle's and skops' `whichmodule`)
         return getattr(real(), name)
     shim.__getattr__ = __getattr__
     sys.modules['rfc3987_syntax'] = shim
@@ -268,6 +269,14 @@ def stable_scraps(scraps: dict) -> dict:
 def glue_artifact(obj, name: str, artifacts: str | Path) -> dict:
     "Save `obj` as an artifact and glue its reference under `name`."
     return glue(name, save_artifact(obj, name, artifacts))
+
+def show_figure(fig, name: str, artifacts: str | Path) -> None:
+    "Save the matplotlib `fig` as the PNG artifact `name`, glue its reference, and show that PNG: drawn once, not again by the inline backend."
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    ref = glue_artifact(fig, name, artifacts)
+    plt.close(fig)
+    display(Image(data=(Path(artifacts).parents[1]/ref['path']).read_bytes(), format='png'))
 
 SCRAP_MIME = 'application/scrapbook.scrap'  # scrapbook's output types: `….json+json`, `….text+json`, …
 
