@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHECK', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess', 'kernel_env',
-           'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor']
+__all__ = ['CHECK', 'KERNEL_MODULES', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
+           'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor']
 
 # %% ../nbs/07_engine.ipynb #60804193
 CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
@@ -55,11 +55,13 @@ def _import(mod: str):
     try: importlib.import_module(mod)
     except BaseException: pass  # the kernel will raise the import error where the notebook imports it
 
+KERNEL_MODULES = ('ipykernel.kernelapp', 'ipykernel.ipkernel')  # the kernel class too: it imports debugpy (0.14 s a kernel when left to each)
+
 def zygote_main(rfd: int, wfd: int, mods: list):
     "The zygote: import `mods` one by one; between imports, fork a kernel for each request read from `rfd`, answer on `wfd`."
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
-    todo, buf = ['ipykernel.kernelapp', *mods], b''
+    todo, buf = [*KERNEL_MODULES, *mods], b''
     while True:
         ready, _, _ = select.select([rfd], [], [], 0 if todo else None)
         if not ready:
@@ -70,7 +72,7 @@ def zygote_main(rfd: int, wfd: int, mods: list):
         while b'\n' in buf:
             line, buf = buf.split(b'\n', 1)
             req = json.loads(line)
-            for m in ['ipykernel.kernelapp', *req.get('modules', [])]:
+            for m in [*KERNEL_MODULES, *req.get('modules', [])]:
                 if m in todo: todo.remove(m); _import(m)
             pid = os.fork()
             if pid == 0:
