@@ -49,19 +49,24 @@ def render_worker():
     for line in sys.stdin:
         try: render_notebook(line.strip())
         except Exception as e: print(f'mlnb: could not render {line.strip()} to HTML: {e}', file=sys.stderr, flush=True)
+        print('done', flush=True)  # one line a notebook: the runner waits for these, not for this process to end
 
 class Renderer:
     "Renders executed notebooks to HTML in a separate process, so nbconvert takes neither the runner's time nor its lock."
     def __init__(self):
         "Start the worker now: it imports nbconvert while the first stage runs."
-        self.proc = subprocess.Popen([sys.executable, '-c', 'from mlnb.report import render_worker; render_worker()'], stdin=subprocess.PIPE, text=True)
+        self.proc, self.queued = subprocess.Popen([sys.executable, '-c', 'from mlnb.report import render_worker; render_worker()'],
+                                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True), 0
     def submit(self, nb_path):
         "Queue `nb_path` for rendering."
-        self.proc.stdin.write(f'{Path(nb_path).resolve()}\n'); self.proc.stdin.flush()
+        self.proc.stdin.write(f'{Path(nb_path).resolve()}\n'); self.proc.stdin.flush(); self.queued += 1
     def close(self):
-        "Wait for every rendering; a failed rendering is reported by the worker, not raised."
+        "Wait until every queued notebook is rendered (a failure is reported by the worker, not raised); the worker then ends on its own."
         if self.proc is None: return
-        self.proc.stdin.close(); self.proc.wait()
+        self.proc.stdin.close()
+        for _ in range(self.queued):
+            if not self.proc.stdout.readline(): break  # the worker died: what it rendered is there, the rest is not
+        self.proc.stdout.close(); self.proc = None
 
 # %% ../nbs/02_report.ipynb #d0865346
 def _fmt(v, escape=True): return f'{v:.4g}' if isinstance(v, float) else html.escape(str(v)) if escape else str(v)
