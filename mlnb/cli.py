@@ -76,7 +76,7 @@ def cmd_status(a) -> int:
     from mlnb.cache import Cache, plan_status
     plan = load_plan(a.params, check=False)
     runs_dir = Path(a.runs_dir) if a.runs_dir else plan.root/'outputs'/'runs'
-    db = Cache(cache_path(plan, runs_dir))
+    db = Cache(cache_path(plan.root, runs_dir))
     try: rows = plan_status(plan, db)
     finally: db.close()
     for r in rows:
@@ -88,10 +88,11 @@ def cmd_status(a) -> int:
 
 def cmd_cache(a) -> int:
     "`mlnb cache prune --keep N`: remove runs older than the newest N, and the cache entries that point into them."
-    from mlnb.pipeline import list_runs
+    import shutil
+    from mlnb.pipeline import list_runs, cache_path
     from mlnb.cache import Cache
     runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
-    db_path = project_root()/'outputs'/'cache.db' if not a.runs_dir else runs_dir.resolve().with_name(runs_dir.resolve().name + '-cache.db')
+    db_path = cache_path(project_root(), runs_dir)
     if a.keep < 0: raise MlnbError('cache prune: --keep must be 0 or more')
     runs = [runs_dir/m['run_id'] for m in list_runs(runs_dir) if m['status'] not in ('running',)]
     old, freed = runs[a.keep:], 0
@@ -102,7 +103,7 @@ def cmd_cache(a) -> int:
             if Path(e['run_dir']) in old or not Path(e['run_dir']).exists(): db.drop(e['key']); dropped += 1
         for d in old:
             freed += sum(f.stat().st_size for f in d.rglob('*') if f.is_file() and f.stat().st_nlink == 1)
-            import shutil; shutil.rmtree(d)
+            shutil.rmtree(d)
     finally: db.close()
     print(f'removed {len(old)} run(s) and {dropped} cache entr{"y" if dropped == 1 else "ies"}; {freed / 1e6:.1f} MB freed (files linked into kept runs stay)')
     return 0

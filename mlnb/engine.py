@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_engine.ipynb #02b32a66
 from __future__ import annotations
-import ast, importlib, json, logging, os, queue, select, shutil, signal, subprocess, sys, tempfile, threading, time
+import ast, importlib, json, logging, os, queue, select, shutil, signal, subprocess, sys, tempfile, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +52,9 @@ def _kernel_child(req: dict):
     os._exit(0)
 
 def _import(mod: str):
-    try: importlib.import_module(mod)
+    try:
+        with warnings.catch_warnings():  # import-time warnings (tqdm's "IProgress not found" under shap) would land in the terminal, not a notebook
+            warnings.simplefilter('ignore'); importlib.import_module(mod)
     except BaseException: pass  # the kernel will raise the import error where the notebook imports it
 
 KERNEL_MODULES = ('ipykernel.kernelapp', 'ipykernel.ipkernel')  # the kernel class too: it imports debugpy (0.14 s a kernel when left to each)

@@ -215,10 +215,10 @@ def failure(e) -> dict:
     return dict(cell=None, ename=type(e).__name__, evalue=str(e)[:500])
 
 # %% ../nbs/01_pipeline.ipynb #2137c9c7
-def cache_path(plan: Plan, runs_dir: Path) -> Path:
-    "The cache index: `outputs/cache.db` for the project's runs, else `<runs folder>-cache.db` beside the runs it points into."
+def cache_path(root: Path, runs_dir: Path) -> Path:
+    "The cache index of project `root`: `outputs/cache.db` for its runs, else `<runs folder>-cache.db` beside the runs it points into."
     runs_dir = Path(runs_dir).resolve()
-    return plan.root/'outputs'/'cache.db' if runs_dir == (plan.root/'outputs'/'runs').resolve() else runs_dir.with_name(runs_dir.name + '-cache.db')
+    return root/'outputs'/'cache.db' if runs_dir == (root/'outputs'/'runs').resolve() else runs_dir.with_name(runs_dir.name + '-cache.db')
 
 def _descendants(plan: Plan, name: str) -> set:
     out, grew = {name}, True
@@ -252,8 +252,8 @@ def will_execute(plan: Plan, runs_dir=None, cache=True, force=(), only=None, sta
     from mlnb.cache import Cache, plan_status
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
     include, must_run, _ = select_stages(plan, only, start, until)
-    if not cache or not cache_path(plan, runs_dir).exists(): return [s.name for s in plan.stages if s.name in include]
-    db = Cache(cache_path(plan, runs_dir))
+    if not cache or not cache_path(plan.root, runs_dir).exists(): return [s.name for s in plan.stages if s.name in include]
+    db = Cache(cache_path(plan.root, runs_dir))
     try: return [r['stage'] for r in plan_status(plan, db, set(force) | must_run) if r['state'] != 'cached' and r['stage'] in include]
     finally: db.close()
 
@@ -266,7 +266,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
     include, must_run, must_cache = select_stages(plan, only, start, until)
     if must_cache and not cache: raise MlnbError('--only and --from take the stages before them from the cache; they cannot be used with --no-cache')
-    db = Cache(cache_path(plan, runs_dir)) if cache else None
+    db = Cache(cache_path(plan.root, runs_dir)) if cache else None
     stages = [s for s in plan.stages if s.name in include]
     force = set(force) | must_run
     predicted = {r['stage']: r['state'] for r in plan_status(plan, db, force)} if db else {}
@@ -302,6 +302,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
             if man['status'] == 'failed' or any(man['stages'][u]['status'] not in ('ok', 'cached') for u in s.upstream):
                 st['status'] = 'skipped'; on_stage and on_stage(s.name, st); continue
             params = stage_inputs(s, plan, run_dir, outputs, run_id)
+            shown = {k: v for k, v in params.items() if k != 'run_params'}  # the whole parameter file is the manifest's `params` already
             t0 = time.monotonic()
             key, parts, hit, why = None, None, None, ['cache off']
             if db:
@@ -309,7 +310,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                 key, hit, why = lookup(db, s.name, parts, s.name in force or 'all' in force)
             if hit:
                 link_entry(hit, run_dir, outputs[s.name]); db.repoint(key, run_id, run_dir, outputs[s.name])
-                st.update(parameters=params, status='cached', cached_from=hit['run_id'], key=key, glued=hit['glued'], artifacts=hit['artifacts'],
+                st.update(parameters=shown, status='cached', cached_from=hit['run_id'], key=key, glued=hit['glued'], artifacts=hit['artifacts'],
                           duration_s=round(time.monotonic() - t0, 3))
                 digests[s.name] = hit['digest']
                 save(); on_stage and on_stage(s.name, st); continue
@@ -317,7 +318,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                 raise MlnbError(f"stage '{s.name}' has no usable cached result for these inputs ({'; '.join(why)}), and "
                                 f"{'--only ' + only if only else '--from ' + start} takes it from the cache: run the pipeline up to it first")
             jobs[s.name].params = params
-            st.update(parameters=params, status='running', started=now(), key=key, why=why); save()
+            st.update(parameters=shown, status='running', started=now(), key=key, why=why); save()
             executor().start(jobs[s.name]); _, err = ex.wait()
             st['duration_s'] = round(time.monotonic() - t0, 3)
             if (run_dir/outputs[s.name]).exists():
