@@ -17,11 +17,11 @@ from .report import Renderer, write_report
 
 
 # %% auto #0
-__all__ = ['KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
-           'has_parameters_cell', 'parameter_names', 'declared_params', 'check_stage', 'load_plan', 'environment',
-           'git_state', 'new_run_id', 'now', 'stage_params', 'stage_inputs', 'split_scraps', 'failure', 'cache_path',
-           'select_stages', 'will_execute', 'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs',
-           'find_run']
+__all__ = ['DATA_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
+           'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'check_stage', 'load_plan',
+           'environment', 'git_state', 'new_run_id', 'now', 'stage_params', 'stage_inputs', 'split_scraps', 'failure',
+           'cache_path', 'select_stages', 'will_execute', 'run_plan', 'run', 'load_manifest', 'headline_value',
+           'list_runs', 'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -116,6 +116,14 @@ def declared_params(nb_path: Path) -> dict:
     import papermill as pm
     return pm.inspect_notebook(str(nb_path))
 
+DATA_PARAMS = ('path', 'extra')  # parameters that name input files: checked before anything runs
+
+def data_files(stage: Stage, shared: dict) -> list:
+    "`(parameter, file)` for each input file `stage` reads from a file source (`source` unset or `file`)."
+    get = lambda k, default=None: stage.params.get(k, shared.get(k, default))
+    if get('source', 'file') != 'file': return []
+    return [(k, f) for k in DATA_PARAMS if k in stage.declared for f in ([get(k)] if isinstance(get(k), str) else get(k) or []) if isinstance(f, str) and f]
+
 def check_stage(stage: Stage, shared: dict, src, root) -> list:
     "Every problem with `stage`'s parameters, as messages naming the stage, parameter and file."
     nb = stage.notebook.relative_to(root) if stage.notebook.is_relative_to(root) else stage.notebook
@@ -136,6 +144,7 @@ def check_stage(stage: Stage, shared: dict, src, root) -> list:
                 errs.append(f"{where}: missing required parameter '{k}' ({d['inferred_type_name']}; {d['help'] or 'see ' + str(nb)})")
         elif not type_ok(given, types, optional):
             errs.append(f"{where}: parameter '{k}' must be {d['inferred_type_name']}, got {type(given).__name__} {given!r} ({nb})")
+    errs += [f"{where}: parameter '{k}': data file {f} does not exist" for k, f in data_files(stage, shared) if not (Path(f).expanduser() if Path(f).expanduser().is_absolute() else root/f).exists()]
     return errs
 
 # %% ../nbs/01_pipeline.ipynb #02966cf1

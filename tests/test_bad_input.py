@@ -1,0 +1,47 @@
+"""Broken input files through `mlnb run`: each gets a non-zero exit and a message that names the file, line or parameter."""
+import json
+import pytest, yaml
+from conftest import mlnb
+
+pytestmark = pytest.mark.slow
+
+def ingest_only(tmp_path, **params) -> object:
+    "A parameter file with the ingest stage alone, reading `params`."
+    p = tmp_path/'p.yaml'
+    p.write_text(yaml.safe_dump({'shared': {'seed': 42}, 'stages': {'ingest': {'params': {'sample_rows': 0, **params}}}}))
+    return p
+
+def run(tmp_path, **params):
+    return mlnb('run', ingest_only(tmp_path, **params), '--runs-dir', tmp_path/'runs', '--no-cache')
+
+HEADER = 'age,workclass,income\n'
+
+@pytest.mark.parametrize('name, text, message', [
+    ('cut.csv', HEADER + '39,State-gov,<=50K\n50,Self-emp', 'line 3 has 2 fields where the header has 3 (cut off?)'),
+    ('stray.csv', HEADER + '39,State-gov,<=50K\n50,Self,emp,>50K\n', 'line 3 has 4 fields where the header has 3 (a stray delimiter'),
+    ('semi.csv', HEADER.replace(',', ';') + '39;State-gov;<=50K\n', "set `sep: ';'`"),
+])
+def test_broken_csv_fails_naming_the_line_or_parameter(tmp_path, name, text, message):
+    (tmp_path/name).write_text(text)
+    r = run(tmp_path, path=str(tmp_path/name))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert message in r.stdout and name in r.stdout, r.stdout
+
+def test_latin1_file_names_the_byte_line_and_encoding(tmp_path):
+    (tmp_path/'latin.csv').write_bytes((HEADER + '39,Administración,<=50K\n').encode('latin-1'))
+    r = run(tmp_path, path=str(tmp_path/'latin.csv'))
+    assert r.returncode == 1 and 'byte 0xf3 on line 2 cannot be decoded; set `encoding`' in r.stdout, r.stdout
+    r = run(tmp_path, path=str(tmp_path/'latin.csv'), encoding='latin-1')
+    assert r.returncode == 0, r.stdout + r.stderr
+
+def test_skipped_lines_are_counted(tmp_path):
+    (tmp_path/'stray.csv').write_text(HEADER + '39,State-gov,<=50K\n50,Self,emp,>50K\n41,Private,>50K\n')
+    r = run(tmp_path, path=str(tmp_path/'stray.csv'), on_bad_lines='skip')
+    assert r.returncode == 0, r.stdout + r.stderr
+    man = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())
+    assert man['stages']['ingest']['glued']['skipped_lines'] == 1 and man['stages']['ingest']['glued']['rows'] == 2
+
+def test_missing_data_file_fails_before_anything_runs(tmp_path):
+    r = run(tmp_path, path='data/no-such-file.csv')
+    assert r.returncode == 2 and "parameter 'path': data file data/no-such-file.csv does not exist" in r.stderr, r.stderr
+    assert not (tmp_path/'runs').exists()  # no run folder, no kernel: it failed in the check
