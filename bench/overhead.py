@@ -3,7 +3,7 @@
     python bench/overhead.py [--params params/default.yaml] [--repeat 3] [--threads 1]
 
 Both sides run as fresh processes with the same thread settings (OMP/MKL/OpenBLAS threads) and do the same
-work on the same data: read, validate, prepare, infer roles and build the preprocessing, cross-validate and fit,
+work on the same data: read, the data-quality report, validate, prepare, infer roles and build the preprocessing, cross-validate and fit,
 evaluate with its bootstrap intervals, slices and calibration (the parameter file's other
 stages, explain and deploy, are left out on both sides). The plain side calls the
 functions the stage notebooks export, with no kernels, notebooks, scraps, artifacts, plots or report.
@@ -19,7 +19,7 @@ STAGES = ('ingest', 'validate', 'prepare', 'features', 'train', 'evaluate')
 PLAIN = r'''
 import sys, yaml
 from mlnb.ingest import read_table, sample_frame
-from mlnb.validate import build_schema, infer_spec, validate_frame, apply_policy
+from mlnb.validate import build_schema, infer_spec, validate_frame, apply_policy, quality_report, quality_findings, quality_rules
 from mlnb.prepare import normalise_missing, dedupe, decide_task, decide_positive, split
 from mlnb.features import infer_roles, make_preprocessor
 from mlnb.train import compose, cross_validate_pipeline, SCORING
@@ -28,6 +28,7 @@ p = yaml.safe_load(open(sys.argv[1])); sh = p.get('shared', {}); st = {k: (v or 
 target, seed, model = sh['target'], sh['seed'], sh.get('model', 'hgb')
 i, v, pr, fe, tr = st['ingest'], st['validate'], st['prepare'], st.get('features', {}), st['train']
 df = sample_frame(read_table(i['path']), i.get('sample_rows', 0), seed)
+quality_findings(*quality_report(df), quality_rules(v.get('quality')))   # validate's data-quality report
 df, _ = apply_policy(df, validate_frame(df, build_schema(v.get('schema') or infer_spec(df, target))), v.get('policy', 'fail'))
 markers = sh.get('missing_markers', ['?'])
 df = normalise_missing(df, markers)

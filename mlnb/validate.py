@@ -4,12 +4,17 @@
 
 # %% ../nbs/20_validate.ipynb #b0813895
 from __future__ import annotations
+import json
+from pathlib import Path
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from .core import MlnbError
+from .core import MlnbError, project_path, write_text
 
 # %% auto #0
-__all__ = ['DTYPES', 'CHECKS', 'build_schema', 'infer_spec', 'validate_frame', 'failure_summary', 'apply_policy']
+__all__ = ['DTYPES', 'CHECKS', 'QUALITY_RULES', 'build_schema', 'infer_spec', 'validate_frame', 'failure_summary', 'apply_policy',
+           'column_quality', 'quality_report', 'quality_rules', 'quality_findings', 'schema_diff', 'read_lock',
+           'write_lock']
 
 # %% ../nbs/20_validate.ipynb #43c68294
 DTYPES = {'int': 'int64', 'float': 'float64', 'str': str, 'bool': bool}
@@ -37,8 +42,12 @@ def validate_frame(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame
     try: schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as e:
         fc = e.failure_cases
-        return pd.DataFrame({'column': fc['column'].fillna(fc['failure_case']).astype(str), 'check': fc['check'].astype(str),
-                             'value': fc['failure_case'].astype(str), 'row': pd.array(fc['index'], dtype='Int64')}).sort_values(['column', 'row']).reset_index(drop=True)
+        check = fc['check'].astype(str).str.replace(r"^coerce_dtype\('(\w+?)(?:64)?'\)$", r'not \1', regex=True).replace(
+            {'column_in_dataframe': 'column missing', 'not_nullable': 'missing value'})
+        out = pd.DataFrame({'column': fc['column'].fillna(fc['failure_case']).astype(str), 'check': check,
+                            'value': fc['failure_case'].astype(str), 'row': pd.array(fc['index'], dtype='Int64')})
+        out = out[~(out.check.str.startswith('dtype(') & out.column.isin(out.loc[out.check.str.startswith('not '), 'column']))]  # the same values again
+        return out.sort_values(['column', 'row']).reset_index(drop=True)
     return pd.DataFrame({'column': pd.Series(dtype=str), 'check': pd.Series(dtype=str), 'value': pd.Series(dtype=str), 'row': pd.Series(dtype='Int64')})
 
 def failure_summary(failures: pd.DataFrame) -> pd.DataFrame:
@@ -60,3 +69,96 @@ def apply_policy(df: pd.DataFrame, failures: pd.DataFrame, policy: str) -> tuple
         raise MlnbError(f'validate: column-level failures in {cols} cannot be fixed by dropping rows: {what}')
     bad = df.index.isin(failures['row'].astype(int))
     return df[~bad].reset_index(drop=True), df[bad]
+
+# %% ../nbs/20_validate.ipynb #60abcb94
+def _examples(values: pd.Series, n: int = 3) -> str:
+    vc = values.astype(str).value_counts()
+    return ', '.join(f"{v!r} ×{c:,}" for v, c in vc.head(n).items()) + (f', … ({len(vc) - n} more)' if len(vc) > n else '')
+
+def column_quality(s: pd.Series) -> dict:
+    "The quality figures of one column: missing share, distinct values, constant, type consistency, range and IQR outliers."
+    present = s.dropna()
+    num = pd.to_numeric(present, errors='coerce') if present.dtype.kind not in 'iufb' else present.astype(float)
+    share = float(num.notna().mean()) if len(present) else 0.0
+    numeric = share >= 0.9 and len(present) > 0
+    bad = present[num.isna()] if numeric else present.iloc[:0]
+    q = dict(column=s.name, dtype=str(s.dtype), missing=float(s.isna().mean()), distinct=int(present.nunique()), constant=present.nunique() <= 1,
+             numeric=numeric, non_numeric=len(bad), non_numeric_examples=_examples(bad) if len(bad) else '', min=np.nan, max=np.nan, outliers=0)
+    if numeric and num.notna().any():
+        x = num.dropna(); q1, q3 = x.quantile([0.25, 0.75])
+        q.update(min=float(x.min()), max=float(x.max()), outliers=int(((x < q1 - 1.5 * (q3 - q1)) | (x > q3 + 1.5 * (q3 - q1))).sum()))
+    return q
+
+def quality_report(df: pd.DataFrame) -> tuple:
+    "`(one row of quality figures per column, {rows, duplicate_rows, empty_rows})` of `df`."
+    cols = pd.DataFrame([column_quality(df[c]) for c in df.columns])
+    return cols, dict(rows=len(df), duplicate_rows=int(df.duplicated().sum()), empty_rows=int(df.isna().all(axis=1).sum()))
+
+# %% ../nbs/20_validate.ipynb #777713a6
+QUALITY_RULES = {  # rule: (default threshold, default action, what it limits)
+    'max_missing': (0.99, 'fail', 'share of a column missing'),
+    'warn_missing': (0.5, 'warn', 'share of a column missing'),
+    'max_non_numeric': (0, 'fail', 'values that are not numbers in a mostly numeric column'),
+    'constant': (1, 'warn', 'distinct values of a column'),
+    'max_duplicate_rows': (0.05, 'warn', 'share of rows that repeat an earlier row exactly'),
+    'max_empty_rows': (0, 'warn', 'rows with every value missing'),
+    'max_outliers': (None, 'warn', 'share of a numeric column beyond 1.5 IQR'),
+}
+
+def quality_rules(given: dict) -> dict:
+    "The rules in force: the defaults, overridden by `given` (rule -> threshold, {threshold, action}, or None to turn it off)."
+    rules = {k: dict(threshold=t, action=a) for k, (t, a, _) in QUALITY_RULES.items()}
+    for k, v in (given or {}).items():
+        if k not in rules: raise MlnbError(f"validate: unknown quality rule '{k}'; the rules are {', '.join(QUALITY_RULES)}")
+        if isinstance(v, dict):
+            if bad := set(v) - {'threshold', 'action'}: raise MlnbError(f"validate: quality rule '{k}': unknown keys {sorted(bad)}; use threshold and action")
+            rules[k].update(v)
+        else: rules[k]['threshold'] = v
+        if rules[k]['action'] not in ('fail', 'warn'): raise MlnbError(f"validate: quality rule '{k}': action must be fail or warn, got {rules[k]['action']!r}")
+    return rules
+
+def quality_findings(cols: pd.DataFrame, table: dict, rules: dict, typed: set = frozenset()) -> pd.DataFrame:
+    "What breaks a rule: one row per finding (rule, action, column, message); `typed`: columns whose type the given schema checks instead."
+    out, on = [], lambda r: rules[r]['threshold'] is not None
+    def add(rule, col, msg): out.append(dict(rule=rule, action=rules[rule]['action'], column=col, message=msg))
+    n = max(table['rows'], 1)
+    for r in cols.itertuples():
+        if on('max_missing') and r.missing > rules['max_missing']['threshold']:
+            add('max_missing', r.column, f"{r.column}: {r.missing:.0%} of {table['rows']:,} values are missing" + (' (the column is empty)' if r.missing == 1 else ''))
+        elif on('warn_missing') and r.missing > rules['warn_missing']['threshold']: add('warn_missing', r.column, f"{r.column}: {r.missing:.0%} of values are missing")
+        if on('max_non_numeric') and r.numeric and r.column not in typed and r.non_numeric > rules['max_non_numeric']['threshold']:
+            add('max_non_numeric', r.column, f"{r.column}: {r.non_numeric:,} of {round(table['rows'] * (1 - r.missing)):,} values are not numbers: {r.non_numeric_examples}")
+        if on('constant') and r.distinct <= rules['constant']['threshold'] and r.missing < 1: add('constant', r.column, f"{r.column}: constant ({r.distinct} distinct value)")
+        if on('max_outliers') and r.numeric and r.outliers / n > rules['max_outliers']['threshold']:
+            add('max_outliers', r.column, f"{r.column}: {r.outliers:,} values ({r.outliers / n:.1%}) beyond 1.5 IQR (range {r.min:g} to {r.max:g})")
+    if on('max_duplicate_rows') and table['duplicate_rows'] / n > rules['max_duplicate_rows']['threshold']:
+        add('max_duplicate_rows', None, f"{table['duplicate_rows']:,} rows ({table['duplicate_rows'] / n:.1%}) repeat an earlier row exactly")
+    if on('max_empty_rows') and table['empty_rows'] > rules['max_empty_rows']['threshold']: add('max_empty_rows', None, f"{table['empty_rows']:,} rows have every value missing")
+    return pd.DataFrame(out, columns=['rule', 'action', 'column', 'message'])
+
+# %% ../nbs/20_validate.ipynb #cc1095ba
+def schema_diff(locked: dict, now: dict) -> pd.DataFrame:
+    "How the data's inferred spec `now` differs from the `locked` one: columns added or removed, dtypes or nullability changed."
+    rows = [dict(column=c, change='removed', locked=locked[c].get('dtype'), now='') for c in locked if c not in now]
+    rows += [dict(column=c, change='added', locked='', now=now[c].get('dtype')) for c in now if c not in locked]
+    for c in [c for c in locked if c in now]:
+        for k in ('dtype', 'nullable'):
+            if (a := locked[c].get(k, 'str' if k == 'dtype' else False)) != (b := now[c].get(k, 'str' if k == 'dtype' else False)):
+                rows.append(dict(column=c, change=f'{k} changed', locked=str(a), now=str(b)))
+    return pd.DataFrame(rows, columns=['column', 'change', 'locked', 'now'])
+
+def read_lock(path: str | Path) -> dict | None:
+    "The schema spec kept at `path` (YAML), or None when there is none yet."
+    import yaml
+    p = project_path(path)
+    if not p.exists(): return None
+    try: spec = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e: raise MlnbError(f'validate: schema_lock {p} is not valid YAML: {e}') from None
+    if not isinstance(spec, dict) or not isinstance(spec.get('columns'), dict): raise MlnbError(f'validate: schema_lock {p} has no `columns:` mapping')
+    return spec['columns']
+
+def write_lock(path: str | Path, spec: dict) -> Path:
+    "Write `spec` to the schema lock at `path` (atomically)."
+    import yaml
+    return write_text(project_path(path), '# written by mlnb validate: the schema later runs are checked against; edit it to accept a change\n'
+                      + yaml.safe_dump({'columns': spec}, sort_keys=False))

@@ -45,3 +45,42 @@ def test_missing_data_file_fails_before_anything_runs(tmp_path):
     r = run(tmp_path, path='data/no-such-file.csv')
     assert r.returncode == 2 and "parameter 'path': data file data/no-such-file.csv does not exist" in r.stderr, r.stderr
     assert not (tmp_path/'runs').exists()  # no run folder, no kernel: it failed in the check
+
+def until_validate(tmp_path, path, **validate):
+    p = tmp_path/'v.yaml'
+    p.write_text(yaml.safe_dump({'shared': {'seed': 42, 'target': 'income'}, 'stages': {
+        'ingest': {'params': {'path': str(path), 'sample_rows': 0}},
+        'validate': {'upstream': ['ingest'], 'params': validate}}}))
+    return mlnb('run', p, '--runs-dir', tmp_path/'runs', '--no-cache')
+
+def table(n=60, **cols):
+    import pandas as pd
+    base = pd.DataFrame({'age': [30 + i % 40 for i in range(n)], 'workclass': ['Private', 'State-gov'] * (n // 2), 'income': ['<=50K', '>50K', '<=50K'] * (n // 3)})
+    return base.assign(**cols)
+
+def test_empty_column_fails_naming_it(tmp_path):
+    table(notes=None).to_csv(tmp_path/'t.csv', index=False)
+    r = until_validate(tmp_path, tmp_path/'t.csv')
+    assert r.returncode == 1 and 'notes: 100% of 60 values are missing (the column is empty)' in r.stdout, r.stdout
+
+def test_text_among_numbers_fails_naming_column_count_and_examples(tmp_path):
+    t = table(); t['age'] = t['age'].astype(object); t.loc[:4, 'age'] = 'unknown'
+    t.to_csv(tmp_path/'t.csv', index=False)
+    r = until_validate(tmp_path, tmp_path/'t.csv')
+    assert r.returncode == 1 and "age: 5 of 60 values are not numbers: 'unknown' ×5" in r.stdout, r.stdout
+    r = until_validate(tmp_path, tmp_path/'t.csv', quality={'max_non_numeric': {'action': 'warn'}})  # the rule, turned into a warning
+    assert r.returncode == 0, r.stdout + r.stderr
+
+def test_schema_lock_is_written_then_enforced(tmp_path):
+    lock = tmp_path/'schema.yaml'
+    table().to_csv(tmp_path/'t.csv', index=False)
+    assert until_validate(tmp_path, tmp_path/'t.csv', schema_lock=str(lock)).returncode == 0
+    assert yaml.safe_load(lock.read_text())['columns']['age']['dtype'] == 'int'
+    t = table().drop(columns='workclass'); t['age'] = t['age'].astype(object); t.loc[:2, 'age'] = 'unknown'   # tomorrow's file
+    t.to_csv(tmp_path/'t.csv', index=False)
+    r = until_validate(tmp_path, tmp_path/'t.csv', schema_lock=str(lock), quality={'max_non_numeric': None})
+    assert r.returncode == 1, r.stdout
+    assert 'age: not int (3, e.g. unknown)' in r.stdout and 'workclass' in r.stdout, r.stdout   # the failing column, its values, the missing column
+    nb = json.loads(next((tmp_path/'runs').glob('*/02_validate.ipynb')).read_text())
+    shown = json.dumps(nb)
+    assert 'dtype changed' in shown and 'removed' in shown   # the diff against the lock is in the report
