@@ -12,9 +12,10 @@ import pandera.pandas as pa
 from .core import MlnbError, project_path, write_text
 
 # %% auto #0
-__all__ = ['DTYPES', 'CHECKS', 'QUALITY_RULES', 'build_schema', 'infer_spec', 'validate_frame', 'failure_summary', 'apply_policy',
-           'column_quality', 'quality_report', 'quality_rules', 'quality_findings', 'schema_diff', 'read_lock',
-           'write_lock']
+__all__ = ['DTYPES', 'CHECKS', 'QUALITY_RULES', 'ANOMALY_DEFAULTS', 'build_schema', 'infer_spec', 'validate_frame',
+           'failure_summary', 'apply_policy', 'column_quality', 'quality_report', 'quality_rules', 'quality_findings',
+           'schema_diff', 'read_lock', 'write_lock', 'anomaly_settings', 'anomaly_matrix', 'fit_anomalies',
+           'score_anomalies']
 
 # %% ../nbs/20_validate.ipynb #43c68294
 DTYPES = {'int': 'int64', 'float': 'float64', 'str': str, 'bool': bool}
@@ -162,3 +163,52 @@ def write_lock(path: str | Path, spec: dict) -> Path:
     import yaml
     return write_text(project_path(path), '# written by mlnb validate: the schema later runs are checked against; edit it to accept a change\n'
                       + yaml.safe_dump({'columns': spec}, sort_keys=False))
+
+# %% ../nbs/20_validate.ipynb #b1ae47b1
+ANOMALY_DEFAULTS = dict(method='isolation_forest', contamination=0.01, policy='flag', n_estimators=100, max_samples=256)  # contamination: the share flagged; 'auto' (the paper's threshold) flags a third of a dataset without clear outliers
+
+def anomaly_settings(spec: dict) -> dict:
+    "`spec` over the defaults, checked: an unknown key, method, policy or contamination is an error naming it."
+    if bad := set(spec or {}) - set(ANOMALY_DEFAULTS): raise MlnbError(f"validate: anomalies: unknown keys {sorted(bad)}; use {', '.join(ANOMALY_DEFAULTS)}")
+    s = {**ANOMALY_DEFAULTS, **(spec or {})}
+    if s['method'] != 'isolation_forest': raise MlnbError(f"validate: anomalies: method '{s['method']}' is not isolation_forest")
+    if s['policy'] not in ('flag', 'quarantine'): raise MlnbError(f"validate: anomalies: policy must be flag or quarantine, got {s['policy']!r}")
+    c = s['contamination']
+    if c != 'auto' and not (isinstance(c, (int, float)) and 0 < c <= 0.5): raise MlnbError(f"validate: anomalies: contamination must be auto or a share in (0, 0.5], got {c!r}")
+    return s
+
+def anomaly_matrix(df: pd.DataFrame, exclude=(), reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    "The numbers an anomaly detector reads: numeric columns (missing: the median), categories as their frequency in `reference` (default `df`)."
+    ref, cols = (df if reference is None else reference), {}
+    for c in [c for c in ref.columns if c not in exclude and c in df.columns]:
+        r = ref[c]
+        if r.dtype.kind in 'iufb': cols[c] = pd.to_numeric(df[c], errors='coerce').astype(float).fillna(float(r.median()) if r.notna().any() else 0.0)
+        elif r.nunique() <= max(50, 0.05 * len(r)):  # categories; ID-like and free-text columns tell little here
+            cols[c] = df[c].map(r.value_counts(normalize=True)).astype(float).fillna(0.0)
+    if not cols: raise MlnbError('validate: anomalies: no numeric or categorical column to look at')
+    return pd.DataFrame(cols, index=df.index)
+
+def fit_anomalies(df: pd.DataFrame, target: str | None, settings: dict, seed: int):
+    "An IsolationForest fitted on `df` (without `target`), with the reference it encodes categories by."
+    from sklearn.ensemble import IsolationForest
+    X = anomaly_matrix(df, [target])
+    iso = IsolationForest(n_estimators=settings['n_estimators'], max_samples=min(settings['max_samples'], len(X)),
+                          contamination=settings['contamination'], random_state=seed).fit(X)
+    return iso, df.drop(columns=[target], errors='ignore')
+
+def _tail(ref: pd.Series, values: pd.Series, numeric: bool) -> pd.DataFrame:
+    "How ordinary each value is against `ref`: the share of reference rows at least as far from the median (numbers) or at least as rare (categories)."
+    if numeric:
+        d = np.sort((ref - ref.median()).abs().to_numpy())
+        return 1 - np.searchsorted(d, (values - ref.median()).abs().to_numpy(), side='left') / len(d)
+    f = np.sort(ref.to_numpy())  # `ref` holds each reference row's category frequency
+    return np.searchsorted(f, values.to_numpy(), side='right') / len(f)
+
+def score_anomalies(iso, reference: pd.DataFrame, df: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    "Each row of `df`: its anomaly score (higher: more unusual), whether it is an anomaly, and for anomalies the `top` columns least like the reference."
+    R = anomaly_matrix(reference, reference=reference); X = anomaly_matrix(df, reference=reference)[R.columns]
+    flag = iso.predict(X) == -1
+    num = {c: reference[c].dtype.kind in 'iufb' for c in R.columns}
+    p = pd.DataFrame({c: _tail(R[c], X.loc[flag, c], num[c]) for c in R.columns}, index=X.index[flag])
+    why = [', '.join(f'{c} ({df.loc[i, c]})' for c in p.loc[i].sort_values(kind='stable').index[:top]) for i in p.index]
+    return pd.DataFrame({'anomaly_score': -iso.score_samples(X), 'anomaly': flag, 'why': pd.Series(why, index=p.index, dtype=object)}, index=df.index)

@@ -84,3 +84,18 @@ def test_schema_lock_is_written_then_enforced(tmp_path):
     nb = json.loads(next((tmp_path/'runs').glob('*/02_validate.ipynb')).read_text())
     shown = json.dumps(nb)
     assert 'dtype changed' in shown and 'removed' in shown   # the diff against the lock is in the report
+
+def test_anomalies_are_quarantined_with_scores_and_reasons(tmp_path):
+    import pandas as pd
+    t = table(n=600)
+    t.loc[[5, 50], 'age'] = [150, -20]                                   # two impossible ages among ordinary rows
+    t.to_csv(tmp_path/'t.csv', index=False)
+    r = until_validate(tmp_path, tmp_path/'t.csv', anomalies={'policy': 'quarantine', 'contamination': 0.005})
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = next((tmp_path/'runs').glob('*/run.json')).parent
+    st = json.loads((run_dir/'run.json').read_text())['stages']['validate']
+    n = st['glued']['anomalies']['rows']
+    assert 2 <= n <= 4 and st['glued']['rows_out'] == 600 - n and st['glued']['anomalies']['policy'] == 'quarantine'
+    q = pd.read_parquet(run_dir/st['artifacts']['quarantine']['path'])
+    assert {150, -20} <= set(q.age) and q.why.str.startswith('age').sum() >= 2 and q.anomaly_score.is_monotonic_decreasing
+    assert (run_dir/'artifacts/validate/anomaly_scores.png').exists()
