@@ -88,5 +88,6 @@ def monitor_summary(g: dict) -> str:
     if not g['labelled']: s += f"; no {g['target'] or 'target'} labels, so performance was not checked"
     elif g['performance_drop']: s += f"; performance DROPPED: {_judged([p for p in g['performance'] if p['flag']])}"
     else: s += f"; performance held" + (f": {_judged(g['performance'])}" if g['performance'] else ' (no judged metric in the model\'s test metrics)')
+    if 'anomaly_share' in g: s += f"; anomalous rows {g['anomaly_share']:.1%} (training sample {g['reference_anomaly_share']:.1%})"
     if u := g.get('unseen_categories'): s += f"; categories never seen in training: {', '.join(f'{c} ({k:,})' for c, k in u.items())}"
     return f"{g['model']} v{g['version']} ({g['task']}, target {g['target']}), {g['rows']:,} rows: {s}"

@@ -26,6 +26,14 @@ def test_no_drift_on_a_random_sample(small_run, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert g['drifted_columns'] == [] and not g['drift_detected'] and g['labelled'] and not g['performance_drop']
     assert 'no drift' in r.stdout and (next((tmp_path/'monitor').glob('*/report.html'))).exists()
+    assert g['anomaly_share'] < 3 * g['reference_anomaly_share'] + 0.01 and 'anomalous rows' in r.stdout   # a sample like the training data
+
+def test_anomalous_batch_has_a_higher_anomaly_share(small_run, tmp_path):
+    _, _, d = small_run
+    odd = batch(13); odd.loc[:299, 'age'] = 95; odd.loc[:299, 'hours-per-week'] = 99; odd.loc[:299, 'capital-gain'] = 99999
+    odd.to_csv(tmp_path/'odd.csv', index=False)
+    r, g = monitor(d, tmp_path/'odd.csv', tmp_path)
+    assert g['anomaly_share'] >= 0.09 and g['anomaly_share'] > 5 * g['reference_anomaly_share'], (g['anomaly_share'], g['reference_anomaly_share'])
 
 def test_drift_in_exactly_the_moved_columns(small_run, tmp_path):
     _, _, d = small_run
