@@ -18,6 +18,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/mlnb run params/default.yaml
 
+# the PostgreSQL tests (tests/test_sources.py) start a server of their own: they need its programs installed,
+# `bash tests/install-postgres.sh` (CI runs it first; it is not a prerequisite here)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 

@@ -10,9 +10,9 @@ from .core import MlnbError
 from .engine import is_check, notebook_imports
 
 # %% auto #0
-__all__ = ['KEY_VERSION', 'RUNNER_PARAMS', 'PACKAGE', 'digest', 'code_hash', 'module_hashes', 'named_files', 'key_params',
-           'versions', 'Cache', 'output_digest', 'reasons', 'stage_effect', 'effect_holds', 'check_entry', 'link_entry',
-           'stage_parts', 'stage_key', 'lookup', 'plan_status']
+__all__ = ['KEY_VERSION', 'RUNNER_PARAMS', 'PACKAGE', 'LIVE_SOURCES', 'digest', 'code_hash', 'module_hashes', 'named_files',
+           'key_params', 'versions', 'Cache', 'output_digest', 'reasons', 'stage_effect', 'effect_holds', 'check_entry',
+           'link_entry', 'stage_parts', 'stage_key', 'live_source', 'lookup', 'plan_status']
 
 # %% ../nbs/09_cache.ipynb #57de26cc
 KEY_VERSION = 1  # bump when what goes into a key changes
@@ -241,10 +241,17 @@ def stage_key(parts: dict) -> str | None:
     "The key of a stage with these parts; None while an upstream output is not known."
     return None if any(d is None for d in parts['upstream'].values()) else digest(parts)
 
+LIVE_SOURCES = ('sql', 'http')  # a database or an API can change under the same parameters
+
+def live_source(params: dict) -> str | None:
+    "The live source a stage's parameters read (`source: sql` or `http`), whose content no key can know before fetching it."
+    return params.get('source') if params.get('source') in LIVE_SOURCES else None
+
 def lookup(cache: Cache, stage: str, parts: dict, force: bool = False) -> tuple:
     "`(key, entry, why)`: the usable cache entry for these parts, or None and the reasons the stage must run."
     key = stage_key(parts)
     if force: return key, None, ['forced']
+    if live := live_source(parts['params']): return key, None, [f'reads a live {live} source, fetched again every run (what follows stays cached if it is unchanged)']
     e = cache.get(key) if key else None
     if e is not None:
         problem = check_entry(cache, e)

@@ -18,10 +18,10 @@ from .report import Renderer, write_report
 
 # %% auto #0
 __all__ = ['DATA_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
-           'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'check_stage', 'load_plan',
-           'environment', 'git_state', 'new_run_id', 'now', 'stage_params', 'stage_inputs', 'split_scraps', 'failure',
-           'cache_path', 'select_stages', 'will_execute', 'run_plan', 'run', 'load_manifest', 'headline_value',
-           'list_runs', 'find_run']
+           'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'check_stage', 'source_problems',
+           'load_plan', 'environment', 'git_state', 'new_run_id', 'now', 'stage_params', 'stage_inputs', 'split_scraps',
+           'failure', 'cache_path', 'select_stages', 'will_execute', 'run_plan', 'run', 'load_manifest',
+           'headline_value', 'list_runs', 'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -145,7 +145,19 @@ def check_stage(stage: Stage, shared: dict, src, root) -> list:
         elif not type_ok(given, types, optional):
             errs.append(f"{where}: parameter '{k}' must be {d['inferred_type_name']}, got {type(given).__name__} {given!r} ({nb})")
     errs += [f"{where}: parameter '{k}': data file {f} does not exist" for k, f in data_files(stage, shared) if not (Path(f).expanduser() if Path(f).expanduser().is_absolute() else root/f).exists()]
-    return errs
+    return errs + source_problems(stage, shared, where)
+
+def source_problems(stage: Stage, shared: dict, where: str) -> list:
+    "For a stage reading a database or an API (`source: sql|http`): a missing spec, a secret written out, or the source failing to answer (tried now, in seconds)."
+    kind = stage.params.get('source', shared.get('source', 'file')) if 'source' in stage.declared else 'file'
+    if kind not in ('sql', 'http'): return []
+    from mlnb.sources import check_source, literal_secrets
+    spec = stage.params.get(kind, shared.get(kind)) or {}
+    if not isinstance(spec, dict) or not spec.get('url'): return [f"{where}: source {kind} needs `{kind}: {{url: ...{', query: ... or table: ...' if kind == 'sql' else ''}}}`"]
+    if bad := literal_secrets(spec, f"{where}: {kind}"): return bad
+    try: check_source(kind, spec)
+    except MlnbError as e: return [f"{where}: {e}"]
+    return []
 
 # %% ../nbs/01_pipeline.ipynb #02966cf1
 def load_plan(path: str | Path, check: bool = True) -> Plan:
