@@ -48,6 +48,9 @@ def bad_csv_lines(p: Path, sep: str, encoding: str) -> pd.DataFrame:
         if len(header) == 1 and (other := next((d for d in DELIMITERS if d != sep and d in header[0]), None)):
             raise MlnbError(f"ingest: {p} reads as a single column {header[0][:60]!r}: its delimiter looks like {DELIMITERS[other]}, not "
                             f"{DELIMITERS.get(sep, repr(sep))}; set `sep: {other!r}`")
+        if dup := [h for h in dict.fromkeys(header) if header.count(h) > 1]:
+            where = '; '.join(f"{h!r} (columns {', '.join(str(k + 1) for k, x in enumerate(header) if x == h)})" for h in dup)
+            raise MlnbError(f"ingest: {p} names a column more than once: {where}; rename them so each column has its own name")
         rows = [(r.line_num, len(x), len(header), sep.join(x)[:100]) for x in r if x and len(x) != len(header)]
     return pd.DataFrame(rows, columns=['line', 'fields', 'expected', 'text'])
 
@@ -63,6 +66,9 @@ def read_table(path: str | Path, format: str = 'auto', sep: str = '', encoding: 
     "Read the CSV (also gzip), Parquet, JSON or JSON Lines file at `path` (relative to the project root), strictly; skipped CSV lines are in `df.attrs['skipped_lines']`."
     p = project_path(path)
     if not p.exists(): raise MlnbError(f'ingest: data file {p} does not exist')
+    if p.stat().st_size == 0: raise MlnbError(f'ingest: {p} is empty (0 bytes)')
+    with open(p, 'rb') as f: magic = f.read(4)
+    if magic == b'PK\x03\x04' and p.suffix.lower() != '.zip': raise MlnbError(f'ingest: {p} is a zip archive (an Excel .xlsx file?), not {table_format(p, format)}; export it as CSV or Parquet')
     if on_bad_lines not in ('error', 'skip'): raise MlnbError(f"ingest: on_bad_lines must be error or skip, got {on_bad_lines!r}")
     fmt, bad = table_format(p, format), pd.DataFrame(columns=['line', 'fields', 'expected', 'text'])
     try:
