@@ -59,7 +59,8 @@ def cmd_run(a) -> int:
         raise
     print(f"mlnb run {a.params}: {len(plan.stages)} stages ({' → '.join(s.name for s in plan.stages)}), "
           f"{'to run: ' + ', '.join(todo) if todo else 'all cached'}", flush=True)
-    man = run_plan(plan, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote if zygote is not None else True, **opts)
+    man = run_plan(plan, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote if zygote is not None else True,
+                   jobs=a.jobs, keep_going=a.keep_going, **opts)
     run_dir = Path(runs_dir or plan.root/'outputs'/'runs')/man['run_id']
     done = sum(s['status'] in ('ok', 'cached') for s in man['stages'].values())
     cached = sum(s['status'] == 'cached' for s in man['stages'].values())
@@ -232,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--only', metavar='STAGE', help='run only STAGE; the stages before it come from the cache')
     r.add_argument('--from', metavar='STAGE', help='run STAGE and every stage after it; the ones before come from the cache')
     r.add_argument('--until', metavar='STAGE', help='stop after STAGE')
+    r.add_argument('--jobs', '-j', type=int, metavar='N', help='stages run at once when the DAG allows (default: the number of cores)')
+    r.add_argument('--keep-going', '-k', action='store_true', help='after a stage fails, still run every stage that does not depend on it')
     r.add_argument('--resume', nargs='?', const='latest', metavar='RUN', help='run the parameter file of a failed or interrupted run again '
                    '(default: the latest); the stages that succeeded come from the cache')
     st = sub.add_parser('status', help='say which stages of a parameter file are cached and why the others will run'); st.set_defaults(func=cmd_status)

@@ -228,10 +228,11 @@ class KernelPool:
         kc.execute(_WARM.format(mods=mods), silent=True, store_history=False)
         self.pending[key] = (km, kc)
 
-    def take(self, key: str, nb_path: Path):
-        "The kernel manager started for `key` (starting one now if there is none)."
+    def take(self, key: str, nb_path: Path, threads: int | None = None):
+        "The kernel manager started for `key` (starting one now if there is none); `threads`: its thread budget (OpenMP, BLAS), set with threadpoolctl."
         if key not in self.pending: self.start(key, nb_path)
         km, kc = self.pending.pop(key)
+        if threads: kc.execute(f'import threadpoolctl as _t; _t.threadpool_limits({int(threads)}); del _t', silent=True, store_history=False)  # before the notebook's first cell
         kc.stop_channels()
         return km
 
@@ -312,20 +313,34 @@ class Job:
     params: dict = field(default_factory=dict)
 
 class LocalExecutor:
-    "Runs stages one at a time in local kernels forked from a warm zygote."
+    "Runs stages in local kernels forked from a warm zygote, each in a thread of its own: several at once when the runner starts several."
     def __init__(self, cwd: Path, notebooks=(), zygote: Zygote | bool = True):
-        self.cwd, self.pool, self.done = Path(cwd), KernelPool(cwd, notebooks, zygote=zygote), []
+        self.cwd, self.pool, self.done, self.running = Path(cwd), KernelPool(cwd, notebooks, zygote=zygote), queue.Queue(), {}
     def prepare(self, job: Job):
         "Start `job`'s kernel now, so it is warm when the job starts."
         if job.name not in self.pool.pending: self.pool.start(job.name, job.notebook)
-    def start(self, job: Job):
-        "Run `job` (in the caller's thread: one job at a time)."
-        km = self.pool.take(job.name, job.notebook)
-        try:
-            execute_notebook(job.notebook, job.output, job.params, km, self.cwd); self.done.append((job, None))
-        except Exception as e: self.done.append((job, e))
-        finally: self.pool.stop(km)
+    def start(self, job: Job, threads: int | None = None):
+        "Start `job` and return; `threads`: its thread budget (applied with threadpoolctl in its kernel)."
+        km = self.pool.take(job.name, job.notebook, threads)
+        self.running[job.name] = km
+        def work():
+            err = None
+            try: execute_notebook(job.notebook, job.output, job.params, km, self.cwd)
+            except BaseException as e: err = e
+            finally:
+                self.pool.stop(km); self.running.pop(job.name, None); self.done.put((job, err))
+        threading.Thread(target=work, name=f'mlnb-{job.name}', daemon=True).start()
     def wait(self) -> tuple:
-        "The next job that ended and its error (`None` when it succeeded)."
-        return self.done.pop(0)
-    def close(self): self.pool.close()
+        "The next job that ended and its error (`None` when it succeeded); blocks until one ends."
+        return self.done.get()
+    def interrupt(self, grace: float = 10):
+        "Interrupt every running stage's kernel (Ctrl-C) and give their notebooks `grace` seconds to be written."
+        for km in list(self.running.values()):
+            if (proc := getattr(km.provisioner, 'process', None)) is not None: proc.send_signal(signal.SIGINT)
+        end = time.monotonic() + grace
+        while self.running and time.monotonic() < end: time.sleep(0.05)
+    def close(self):
+        "Interrupt what still runs, then end the kernels and the zygote."
+        if self.running: self.interrupt()
+        self.pool.close()
+

@@ -20,8 +20,8 @@ from .report import Renderer, write_report
 __all__ = ['DATA_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
            'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'check_stage', 'source_problems',
            'load_plan', 'environment', 'git_state', 'new_run_id', 'now', 'stage_params', 'stage_inputs', 'split_scraps',
-           'failure', 'cache_path', 'select_stages', 'will_execute', 'run_plan', 'run', 'load_manifest',
-           'headline_value', 'list_runs', 'find_run']
+           'failure', 'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run',
+           'load_manifest', 'headline_value', 'list_runs', 'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -209,7 +209,7 @@ def new_run_id() -> str:
     "A sortable, unique run id: UTC time plus a random suffix."
     return dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-') + secrets.token_hex(2)
 
-def now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
+def now(ms: bool = False) -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds' if ms else 'seconds')
 
 # %% ../nbs/01_pipeline.ipynb #e5470b49
 def stage_params(stage: Stage, plan: Plan) -> dict:
@@ -278,15 +278,25 @@ def will_execute(plan: Plan, runs_dir=None, cache=True, force=(), only=None, sta
     try: return [r['stage'] for r in plan_status(plan, db, set(force) | must_run) if r['state'] != 'cached' and r['stage'] in include]
     finally: db.close()
 
+def thread_budget(cores: int, cap: int, used: int, n_parallel: int) -> int:
+    "Threads for a stage starting now: the cores shared by the stages that can run at once, within the free ones and the per-process `cap`; 0: none free."
+    free = cores - used
+    return 0 if free <= 0 else max(1, min(free, cap, cores // max(1, n_parallel)))
+
 def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True, cache=True,
-             force=(), only=None, start=None, until=None) -> dict:
+             force=(), only=None, start=None, until=None, jobs: int | None = None, keep_going: bool = False) -> dict:
     """Run `plan` into a new run folder, reusing cached stages; return the manifest (also written to `run.json`).
+    Stages with no path between them run at once, up to `jobs` (default: the cores), each with a thread budget;
+    after a failure nothing new starts unless `keep_going` (then every stage not depending on it runs).
     `force`: stage names (or 'all') to run even when cached; `only`/`start`/`until`: a partial run (`--only`, `--from`, `--until`);
     `zygote`: see `KernelPool`; `cache`: False to neither read nor write the cache index."""
     from mlnb.cache import Cache, stage_parts, lookup, output_digest, stage_effect, link_entry, versions, plan_status
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
     include, must_run, must_cache = select_stages(plan, only, start, until)
     if must_cache and not cache: raise MlnbError('--only and --from take the stages before them from the cache; they cannot be used with --no-cache')
+    if jobs is not None and jobs < 1: raise MlnbError(f'--jobs must be 1 or more, got {jobs}')
+    cores = os.cpu_count() or 1
+    jobs, cap = jobs or cores, int(os.environ.get('OMP_NUM_THREADS') or 0) or cores  # OMP_NUM_THREADS, when set, caps each stage
     db = Cache(cache_path(plan.root, runs_dir)) if cache else None
     stages = [s for s in plan.stages if s.name in include]
     force = set(force) | must_run
@@ -297,15 +307,15 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     outputs = {s.name: f'{i:02d}_{s.name}.ipynb' for i, s in enumerate(plan.stages, 1)}
     man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None, pid=os.getpid(), host=platform.node(),
                params_file=str(plan.path), params=plan.raw, headline=plan.headline, git=git_state(plan.root),
-               environment=environment(), cache=str(db.path) if db else None, stages={})
+               environment=environment(), cache=str(db.path) if db else None, jobs=jobs, stages={})
     if only or start or until: man['partial'] = {k: v for k, v in dict(only=only, start=start, until=until).items() if v}
     for s in stages:
         man['stages'][s.name] = dict(notebook=str(s.notebook.relative_to(plan.root) if s.notebook.is_relative_to(plan.root) else s.notebook),
                                      notebook_sha256=sha256_file(s.notebook), output=outputs[s.name], upstream=s.upstream,
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
-    save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))
+    save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))  # the manifest's one writer: this thread
     save()
-    jobs = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name]) for s in stages}
+    jobs_of = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name]) for s in stages}
     ex, renderer, t_run, vers, digests = None, None, time.monotonic(), versions(), {}
     def executor():
         nonlocal ex, renderer
@@ -313,45 +323,60 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
             ex = LocalExecutor(plan.root, [s.notebook for s in stages if predicted.get(s.name) != 'cached'], zygote)
             renderer = Renderer() if render else None
             for s in stages:
-                if predicted.get(s.name) != 'cached': ex.prepare(jobs[s.name])  # forked as soon as the zygote has what it imports
+                if predicted.get(s.name) != 'cached': ex.prepare(jobs_of[s.name])  # forked as soon as the zygote has what it imports
         return ex
+    pending, running, looked, halted = list(stages), {}, {}, False  # running: stage -> (threads, t0, key, parts)
+    def finish(job, err):
+        nonlocal halted
+        st, (_, t0, key, parts) = man['stages'][job.name], running.pop(job.name)
+        st.update(duration_s=round(time.monotonic() - t0, 3), ended=now(ms=True))
+        if (run_dir/outputs[job.name]).exists():
+            st['glued'], st['artifacts'] = split_scraps(read_scraps(run_dir/outputs[job.name]))
+            if renderer: renderer.submit(run_dir/outputs[job.name])
+        if err is None:
+            st['status'] = 'ok'; digests[job.name] = output_digest(st['glued'], st['artifacts'])
+            if db: db.put(key, job.name, run_id, run_dir, outputs[job.name], digests[job.name], st['glued'], st['artifacts'], parts, stage_effect(st['glued']))
+        else:
+            st.update(status='failed', error=failure(err)); man['status'] = 'failed'; halted = True
+            man.setdefault('failed_stage', job.name)
+        save(); on_stage and on_stage(job.name, st)
     try:
         if any(predicted.get(s.name) != 'cached' for s in stages): executor()
         elif zygote not in (True, False): zygote.close()  # nothing to run: the zygote the CLI started is not needed
-        for s in stages:
-            st = man['stages'][s.name]
-            if man['status'] == 'failed' or any(man['stages'][u]['status'] not in ('ok', 'cached') for u in s.upstream):
-                st['status'] = 'skipped'; on_stage and on_stage(s.name, st); continue
-            params = stage_inputs(s, plan, run_dir, outputs, run_id)
-            shown = {k: v for k, v in params.items() if k != 'run_params'}  # the whole parameter file is the manifest's `params` already
-            t0 = time.monotonic()
-            key, parts, hit, why = None, None, None, ['cache off']
-            if db:
-                parts = stage_parts(s.notebook, params, {u: digests[u] for u in s.upstream}, plan.root, db, vers)
-                key, hit, why = lookup(db, s.name, parts, s.name in force or 'all' in force)
-            if hit:
-                link_entry(hit, run_dir, outputs[s.name]); db.repoint(key, run_id, run_dir, outputs[s.name])
-                st.update(parameters=shown, status='cached', cached_from=hit['run_id'], key=key, glued=hit['glued'], artifacts=hit['artifacts'],
-                          duration_s=round(time.monotonic() - t0, 3))
-                digests[s.name] = hit['digest']
-                save(); on_stage and on_stage(s.name, st); continue
-            if s.name in must_cache:
-                raise MlnbError(f"stage '{s.name}' has no usable cached result for these inputs ({'; '.join(why)}), and "
-                                f"{'--only ' + only if only else '--from ' + start} takes it from the cache: run the pipeline up to it first")
-            jobs[s.name].params = params
-            st.update(parameters=shown, status='running', started=now(), key=key, why=why); save()
-            executor().start(jobs[s.name]); _, err = ex.wait()
-            st['duration_s'] = round(time.monotonic() - t0, 3)
-            if (run_dir/outputs[s.name]).exists():
-                st['glued'], st['artifacts'] = split_scraps(read_scraps(run_dir/outputs[s.name]))
-                if renderer: renderer.submit(run_dir/outputs[s.name])
-            if err is None:
-                st['status'] = 'ok'; digests[s.name] = output_digest(st['glued'], st['artifacts'])
-                if db: db.put(key, s.name, run_id, run_dir, outputs[s.name], digests[s.name], st['glued'], st['artifacts'], parts, stage_effect(st['glued']))
-            else:
-                st.update(status='failed', error=failure(err)); man['status'] = 'failed'
-                man.setdefault('failed_stage', s.name)
-            save(); on_stage and on_stage(s.name, st)
+        while pending or running:
+            progressed = False
+            ready = [s for s in pending if all(man['stages'][u]['status'] in ('ok', 'cached') for u in s.upstream)]
+            for s in list(pending):
+                st = man['stages'][s.name]
+                if (halted and not keep_going) or any(man['stages'][u]['status'] in ('failed', 'skipped') for u in s.upstream):
+                    pending.remove(s); st['status'] = 'skipped'; on_stage and on_stage(s.name, st); progressed = True; continue
+                if s not in ready: continue
+                if s.name not in looked:
+                    params = stage_inputs(s, plan, run_dir, outputs, run_id)
+                    shown = {k: v for k, v in params.items() if k != 'run_params'}  # the whole parameter file is the manifest's `params` already
+                    key, parts, hit, why = None, None, None, ['cache off']
+                    if db:
+                        parts = stage_parts(s.notebook, params, {u: digests[u] for u in s.upstream}, plan.root, db, vers)
+                        key, hit, why = lookup(db, s.name, parts, s.name in force or 'all' in force)
+                    looked[s.name] = (params, shown, key, parts, hit, why, time.monotonic())
+                params, shown, key, parts, hit, why, t0 = looked[s.name]
+                if hit:
+                    link_entry(hit, run_dir, outputs[s.name]); db.repoint(key, run_id, run_dir, outputs[s.name])
+                    st.update(parameters=shown, status='cached', cached_from=hit['run_id'], key=key, glued=hit['glued'], artifacts=hit['artifacts'],
+                              duration_s=round(time.monotonic() - t0, 3))
+                    digests[s.name] = hit['digest']; pending.remove(s)
+                    save(); on_stage and on_stage(s.name, st); progressed = True; continue
+                if s.name in must_cache:
+                    raise MlnbError(f"stage '{s.name}' has no usable cached result for these inputs ({'; '.join(why)}), and "
+                                    f"{'--only ' + only if only else '--from ' + start} takes it from the cache: run the pipeline up to it first")
+                threads = thread_budget(cores, cap, sum(r[0] for r in running.values()), min(jobs, len(running) + len(ready)))
+                if len(running) >= jobs or not threads: continue
+                jobs_of[s.name].params = params
+                st.update(parameters=shown, status='running', started=now(ms=True), key=key, why=why, threads=threads); save()
+                running[s.name] = (threads, time.monotonic(), key, parts); pending.remove(s); progressed = True
+                executor().start(jobs_of[s.name], threads)
+            if not progressed and running: finish(*ex.wait())
+            elif not progressed: break
     except BaseException as e:
         why = 'interrupted' if isinstance(e, KeyboardInterrupt) else f'{type(e).__name__}: {e}'
         for n, st in man['stages'].items():
@@ -360,7 +385,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         man.update(status='failed', error=why); man.setdefault('failed_stage', next((n for n, st in man['stages'].items() if st['status'] == 'failed'), None))
         raise
     finally:
-        if ex: ex.close()
+        if ex: ex.close()  # interrupts what still runs (Ctrl-C) and waits for its notebooks
         if db: db.close()
         if man['status'] == 'running': man['status'] = 'ok'
         man.update(ended=now(), duration_s=round(time.monotonic() - t_run, 3))

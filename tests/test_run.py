@@ -1,8 +1,8 @@
 "End-to-end: `mlnb run` on a sample of the data, bad parameter files, and a failing stage."
-import json, re
+import json, re, subprocess
 import nbformat, pytest, scrapbook as sb
 from mlnb.core import sha256_file
-from conftest import ROOT, mlnb, small_params, write_params
+from conftest import MLNB, ROOT, mlnb, small_params, write_params
 
 STAGES = ['ingest', 'validate', 'prepare', 'features', 'train', 'evaluate', 'explain', 'deploy']
 
@@ -174,3 +174,35 @@ def test_two_runs_at_once(tmp_path):
     assert all('without encryption' not in err for _, err in outs)
     runs = [json.loads(f.read_text()) for f in (tmp_path/'runs').glob('*/run.json')]
     assert len(runs) == 2 and all(m['status'] == 'ok' for m in runs) and runs[0]['run_id'] != runs[1]['run_id']
+
+def stage_window(m, name):
+    from datetime import datetime
+    st = m['stages'][name]
+    return datetime.fromisoformat(st['started']).timestamp(), datetime.fromisoformat(st['ended']).timestamp()
+
+def test_independent_stages_run_at_once_within_a_thread_budget(tmp_path):
+    import os
+    nb = 'tests/notebooks/sleep.ipynb'
+    p = {'stages': {'a': {'notebook': nb}, 'b': {'notebook': nb, 'upstream': ['a'], 'params': {'seconds': 2}},
+                    'c': {'notebook': nb, 'upstream': ['a'], 'params': {'seconds': 2}}}}
+    env = {k: v for k, v in os.environ.items() if k not in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')}
+    r = subprocess.run([MLNB, 'run', write_params(tmp_path/'p.yaml', p), '--runs-dir', tmp_path/'runs', '--jobs', '2'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())
+    (b0, b1), (c0, c1) = stage_window(m, 'b'), stage_window(m, 'c')
+    assert b0 < c1 and c0 < b1, (b0, b1, c0, c1)                                   # the two branches overlapped
+    cores = os.cpu_count()
+    assert m['stages']['a']['glued']['threads'] == [cores]                          # alone: every core
+    if cores >= 2: assert m['stages']['b']['glued']['threads'] == m['stages']['c']['glued']['threads'] == [cores // 2]  # as threadpoolctl reports them
+
+def test_a_failure_stops_new_stages_unless_keep_going(tmp_path):
+    nb, boom = 'tests/notebooks/sleep.ipynb', 'tests/notebooks/boom.ipynb'
+    p = {'stages': {'a': {'notebook': nb, 'params': {'seconds': 0}}, 'bad': {'notebook': boom, 'upstream': ['a']},
+                    'c': {'notebook': nb, 'upstream': ['a'], 'params': {'seconds': 3}}, 'd': {'notebook': nb, 'upstream': ['c'], 'params': {'seconds': 0}}}}
+    for flags, d_status in (([], 'skipped'), (['--keep-going'], 'ok')):
+        runs = tmp_path/('k' if flags else 'plain')
+        r = mlnb('run', write_params(tmp_path/'p.yaml', p), '--runs-dir', runs, '--jobs', '2', *flags)
+        m = json.loads(next(runs.glob('*/run.json')).read_text())
+        st = {n: s['status'] for n, s in m['stages'].items()}
+        assert r.returncode == 1 and st['bad'] == 'failed' and st['c'] == 'ok' and st['d'] == d_status, (flags, st)   # c, already running, finishes
