@@ -6,11 +6,11 @@
 from __future__ import annotations
 import argparse, os, sys
 from pathlib import Path
-from .core import MlnbError, project_root
+from .core import MlnbError, project_root, write_text
 
 # %% auto #0
-__all__ = ['stage_line', 'cmd_run', 'cmd_status', 'cmd_cache', 'cmd_runs', 'cmd_show', 'cmd_models', 'cmd_serve', 'cmd_predict',
-           'cmd_new', 'cmd_monitor', 'retrain', 'parser', 'main', 'console']
+__all__ = ['stage_line', 'cmd_sweep', 'cmd_run', 'cmd_status', 'cmd_cache', 'cmd_runs', 'cmd_show', 'cmd_compare', 'cmd_models',
+           'cmd_serve', 'cmd_predict', 'cmd_new', 'cmd_monitor', 'retrain', 'parser', 'main', 'console']
 
 # %% ../nbs/03_cli.ipynb #e463ebf9
 def _dur(s): return '' if s is None else f'{s:6.1f} s'
@@ -44,11 +44,31 @@ def _resume_target(runs_dir, run) -> Path:
     print(f"mlnb: {orig} changed since run {m['run_id']} (or is gone): resuming with the copy the run kept, {d/'params.yaml'}", file=sys.stderr)
     return d/'params.yaml'
 
+def cmd_sweep(a, raw: dict) -> int:
+    "`mlnb run` on a parameter file with a `sweep:` block: one run per combination, in order (each later one takes what it shares from the cache), then the comparison."
+    import copy
+    from mlnb.sweep import write_combinations, compare_table, compare_html
+    from mlnb.pipeline import load_manifest
+    runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
+    sid, combos = write_combinations(raw, a.params, runs_dir)
+    print(f'mlnb sweep {sid}: {len(combos)} runs of {a.params}', flush=True)
+    rcs, mans = [], []
+    for i, (combo, f) in enumerate(combos, 1):
+        print(f"[{i}/{len(combos)}] {', '.join(f'{k}={v}' for k, v in combo.items())}", flush=True)
+        b = copy.copy(a); b.params = str(f); b.resume = None
+        rcs.append(cmd_run(b))
+        from mlnb.pipeline import list_runs
+        mans.append(next(m for m in list_runs(runs_dir) if (m.get('params') or {}).get('sweep_run', {}).get('values') == combo and m['params']['sweep_run']['id'] == sid))
+    t = compare_table(mans); page = write_text(runs_dir/'_sweeps'/sid/'compare.html', compare_html(t, f'mlnb sweep {sid}'))
+    print(f'\nsweep {sid}:\n{t.to_string(index=False)}\ncompare: {page}')
+    return max(rcs)
+
 def cmd_run(a) -> int:
-    from mlnb.pipeline import load_plan, run_plan, will_execute
+    from mlnb.pipeline import load_plan, read_params, run_plan, will_execute
     runs_dir = Path(a.runs_dir) if a.runs_dir else None
     if a.resume:
         a.params = _resume_target(runs_dir or project_root()/'outputs'/'runs', a.resume); print(f'mlnb: resuming {a.params}', flush=True)
+    if 'sweep' in (raw := read_params(a.params)): return cmd_sweep(a, raw)
     light = load_plan(a.params, check=False)
     opts = dict(cache=not a.no_cache, force=['all'] if a.force == [] else (a.force or ()), only=a.only, start=getattr(a, 'from'), until=a.until)
     todo = will_execute(light, runs_dir, **opts)
@@ -129,6 +149,20 @@ def cmd_show(a) -> int:
     if h := headline_value(m): print(f'headline {h[0]} = {h[1]}')
     for n, st in m['stages'].items(): print(stage_line(n, st))
     print(f"report: {d/'report.html'}")
+    return 0
+
+def cmd_compare(a) -> int:
+    "`mlnb compare SWEEP|RUN…`: the runs side by side (parameters that differ, headline with its interval, time), best first; also as HTML."
+    from mlnb.pipeline import list_runs, find_run, load_manifest
+    from mlnb.sweep import compare_table, compare_html
+    runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
+    mans = []
+    for ident in a.runs:
+        swept = [m for m in list_runs(runs_dir) if ((m.get('params') or {}).get('sweep_run') or {}).get('id') == ident]
+        mans += sorted(swept, key=lambda m: m['run_id']) if swept else [load_manifest(find_run(runs_dir, ident))]
+    t = compare_table(mans)
+    out = Path(a.html) if a.html else runs_dir/'_sweeps'/a.runs[0]/'compare.html' if a.runs[0].startswith('sweep-') else runs_dir/'compare.html'
+    print(t.to_string(index=False)); print(f'compare: {write_text(out, compare_html(t, "mlnb compare " + " ".join(a.runs)))}')
     return 0
 
 # %% ../nbs/03_cli.ipynb #7883fed8
@@ -245,6 +279,9 @@ def parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=h); s.set_defaults(func=f)
         if name == 'show': s.add_argument('run', nargs='?', default='latest', help='run id, unique prefix, or latest')
     r.set_defaults(func=cmd_run)
+    co = sub.add_parser('compare', help='compare runs, or the runs of a sweep, side by side: differing parameters, the headline metric with its interval, time')
+    co.set_defaults(func=cmd_compare); co.add_argument('runs', nargs='+', metavar='SWEEP|RUN', help='a sweep id, run ids or unique prefixes, or latest')
+    co.add_argument('--html', help='where to write the HTML table (default: the sweep folder, or RUNS/compare.html)')
     for s in sub.choices.values(): s.add_argument('--runs-dir', help='where runs live (default: outputs/runs in the project; the cache index is outputs/cache.db, or RUNS_DIR-cache.db beside this folder)')
     n = sub.add_parser('new', help='write params/NAME.yaml for your own table: the task, schema, column roles and a model'); n.set_defaults(func=cmd_new)
     n.add_argument('name', help='the pipeline and model name'); n.add_argument('--data', required=True, help='a CSV or Parquet file')

@@ -1,0 +1,28 @@
+"A sweep through `mlnb run`: one run per combination, shared stages executed once, and `mlnb compare`."
+import json
+import pytest
+from conftest import mlnb, small_params, write_params
+
+@pytest.mark.slow
+def test_a_3x2_sweep_runs_shared_stages_once_and_compares(tmp_path):
+    p = small_params()
+    p['stages'] = {k: v for k, v in p['stages'].items() if k in ('ingest', 'validate', 'prepare', 'features', 'train', 'evaluate')}
+    p['stages']['evaluate']['params'] = {'slices': []}
+    p['sweep'] = {'shared.model': ['linear', 'naive_bayes', 'random_forest'], 'train.cv_folds': [2, 3]}
+    r = mlnb('run', write_params(tmp_path/'sweep.yaml', p), '--runs-dir', tmp_path/'runs')
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    mans = [json.loads(f.read_text()) for f in (tmp_path/'runs').glob('*/run.json')]
+    assert len(mans) == 6 and len({m['params']['sweep_run']['id'] for m in mans}) == 1
+    for stage in ('ingest', 'validate', 'prepare'):                          # executed once, cached in the five other runs
+        assert sorted(m['stages'][stage]['status'] for m in mans) == ['cached'] * 5 + ['ok'], stage
+    ran_features = [m for m in mans if m['stages']['features']['status'] == 'ok']
+    assert len(ran_features) == 3                                            # features depends on the model, not on cv_folds
+    sid = mans[0]['params']['sweep_run']['id']
+    r = mlnb('compare', sid, '--runs-dir', tmp_path/'runs')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:4] == ['run', 'shared.model', 'train.cv_folds', 'roc_auc']
+    aucs = [float(l.split()[3]) for l in lines[1:7]]
+    assert aucs == sorted(aucs, reverse=True) and len(aucs) == 6              # best first
+    assert aucs[0] == round(max(m['stages']['evaluate']['glued']['roc_auc'] for m in mans), 6)   # cv_folds changes only the CV scores: ties
+    assert (tmp_path/'runs'/'_sweeps'/sid/'compare.html').exists()
