@@ -44,21 +44,40 @@ def _resume_target(runs_dir, run) -> Path:
     print(f"mlnb: {orig} changed since run {m['run_id']} (or is gone): resuming with the copy the run kept, {d/'params.yaml'}", file=sys.stderr)
     return d/'params.yaml'
 
+def _run_combination(a, f: Path, runs_dir: Path, threads: int):
+    "Start `mlnb run` on one combination's parameter file in a process of its own, capped at `threads` threads a stage."
+    import os, subprocess
+    cmd = [sys.executable, '-c', 'from mlnb.cli import console; console()', 'run', str(f), '--runs-dir', str(runs_dir), '--jobs', '1']
+    cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'OMP_NUM_THREADS': str(threads)})
+
 def cmd_sweep(a, raw: dict) -> int:
-    "`mlnb run` on a parameter file with a `sweep:` block: one run per combination, in order (each later one takes what it shares from the cache), then the comparison."
-    import copy
-    from mlnb.sweep import write_combinations, compare_table, compare_html
-    from mlnb.pipeline import load_manifest
+    """`mlnb run` on a parameter file with a `sweep:` block: the stages every combination shares run once, then the
+    combinations run, up to `--jobs` at once (each in a process of its own, with the cores shared out), then the comparison."""
+    import os, time
+    from mlnb.sweep import write_combinations, compare_table, compare_html, sweep_spec, shared_prefix
+    from mlnb.pipeline import load_plan, list_runs, run_plan
     runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
     sid, combos = write_combinations(raw, a.params, runs_dir)
-    print(f'mlnb sweep {sid}: {len(combos)} runs of {a.params}', flush=True)
-    rcs, mans = [], []
-    for i, (combo, f) in enumerate(combos, 1):
-        print(f"[{i}/{len(combos)}] {', '.join(f'{k}={v}' for k, v in combo.items())}", flush=True)
-        b = copy.copy(a); b.params = str(f); b.resume = None
-        rcs.append(cmd_run(b))
-        from mlnb.pipeline import list_runs
-        mans.append(next(m for m in list_runs(runs_dir) if (m.get('params') or {}).get('sweep_run', {}).get('values') == combo and m['params']['sweep_run']['id'] == sid))
+    cores = os.cpu_count() or 1; jobs = min(a.jobs or cores, len(combos))
+    print(f'mlnb sweep {sid}: {len(combos)} runs of {a.params}, {jobs} at a time', flush=True)
+    first = load_plan(combos[0][1])
+    if (prefix := shared_prefix(first, sweep_spec(raw, a.params)[1])) and not a.no_cache:  # run once what every combination shares
+        print(f"shared by every run: {', '.join(prefix)}", flush=True)
+        man = run_plan(first, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), until=prefix[-1], render=False)
+        if man['status'] != 'ok': print(f"the shared stages failed: see {runs_dir/man['run_id']}", file=sys.stderr); return 1
+    cap = int(os.environ.get('OMP_NUM_THREADS') or 0) or cores
+    todo, running, rcs = list(enumerate(combos, 1)), {}, []
+    while todo or running:
+        while todo and len(running) < jobs:
+            i, (combo, f) = todo.pop(0)
+            running[i] = (combo, _run_combination(a, f, runs_dir, max(1, min(cap, cores // jobs))))
+        for i, (combo, proc) in list(running.items()):
+            if proc.poll() is None: continue
+            print(f"[{i}/{len(combos)}] {', '.join(f'{k}={v}' for k, v in combo.items())}\n{proc.stdout.read().rstrip()}", flush=True)
+            rcs.append(proc.returncode); del running[i]
+        time.sleep(0.1)
+    mans = sorted((m for m in list_runs(runs_dir) if ((m.get('params') or {}).get('sweep_run') or {}).get('id') == sid and not m.get('partial')), key=lambda m: m['run_id'])
     t = compare_table(mans); page = write_text(runs_dir/'_sweeps'/sid/'compare.html', compare_html(t, f'mlnb sweep {sid}'))
     print(f'\nsweep {sid}:\n{t.to_string(index=False)}\ncompare: {page}')
     return max(rcs)
@@ -158,7 +177,7 @@ def cmd_compare(a) -> int:
     runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
     mans = []
     for ident in a.runs:
-        swept = [m for m in list_runs(runs_dir) if ((m.get('params') or {}).get('sweep_run') or {}).get('id') == ident]
+        swept = [m for m in list_runs(runs_dir) if ((m.get('params') or {}).get('sweep_run') or {}).get('id') == ident and not m.get('partial')]  # not the shared stages' run
         mans += sorted(swept, key=lambda m: m['run_id']) if swept else [load_manifest(find_run(runs_dir, ident))]
     t = compare_table(mans)
     out = Path(a.html) if a.html else runs_dir/'_sweeps'/a.runs[0]/'compare.html' if a.runs[0].startswith('sweep-') else runs_dir/'compare.html'

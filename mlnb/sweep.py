@@ -11,7 +11,7 @@ from .core import MlnbError, write_text
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'sweep_spec', 'combinations', 'combination_params', 'new_sweep_id', 'write_combinations',
-           'compare_table', 'compare_html']
+           'shared_prefix', 'compare_table', 'compare_html']
 
 # %% ../nbs/12_sweep.ipynb #476a4e11
 def sweep_spec(raw: dict, src) -> tuple:
@@ -55,6 +55,17 @@ def write_combinations(raw: dict, src, runs_dir: Path) -> tuple:
     for i, combo in enumerate(combinations(mode, grid), 1):
         out.append((combo, write_text(d/f'{i:02d}.yaml', f'# combination {i} of sweep {sid}, from {src}\n' + yaml.safe_dump(combination_params(raw, combo, sid), sort_keys=False))))
     return sid, out
+
+def shared_prefix(plan, keys) -> list:
+    "The stages of `plan` that no swept key (`stage.param`, `shared.param`) reaches, nor any stage upstream of them: the same in every run of the sweep."
+    hit = {k.split('.', 1)[0] for k in keys if not k.startswith('shared.')}
+    hit |= {s.name for s in plan.stages for k in keys if k.startswith('shared.') and k.split('.', 1)[1] in (s.declared or {})}
+    grew = True
+    while grew:
+        grew = False
+        for s in plan.stages:
+            if s.name not in hit and any(u in hit for u in s.upstream): hit.add(s.name); grew = True
+    return [s.name for s in plan.stages if s.name not in hit]
 
 # %% ../nbs/12_sweep.ipynb #a806f1b5
 LOWER_IS_BETTER = ('rmse', 'mae', 'log_loss', 'brier', 'ece', 'median_ae', 'mape', 'mse')
