@@ -30,7 +30,7 @@ def states(r) -> dict:
     return dict(re.findall(r'^  (\w+)\s+(ok|cached|failed|skipped)\b', r.stdout, re.M))
 
 def latest(d: Path) -> dict:
-    runs = sorted((d/'outputs'/'runs').glob('*/run.json'))
+    runs = sorted((d/'outputs'/'runs').glob('*/run.json'), key=lambda f: f.stat().st_mtime_ns)   # run ids of one second sort at random
     return json.loads(runs[-1].read_text())
 
 def edit_cell(nb_path: Path, find: str, replace: str, kind: str = 'code'):

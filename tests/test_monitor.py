@@ -16,7 +16,7 @@ def batch(seed, shift=False):
 
 def monitor(d, data, tmp_path, *extra):
     r = mlnb('monitor', '--model', 'adult-income', '--registry', d/'registry', '--data', data, '--runs-dir', tmp_path/'monitor', *extra)
-    runs = sorted((tmp_path/'monitor').glob('*/run.json'))
+    runs = sorted((tmp_path/'monitor').glob('*/run.json'), key=lambda f: f.stat().st_mtime_ns)   # ids of one second sort at random
     return r, (json.loads(runs[-1].read_text())['stages']['monitor']['glued'] if runs else None)
 
 def test_no_drift_on_a_random_sample(small_run, tmp_path):

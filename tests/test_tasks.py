@@ -19,7 +19,7 @@ def small(name, rows, d, **deploy):
 def run(params, d):
     r = mlnb('run', params, '--runs-dir', d/'runs')
     assert r.returncode == 0, r.stdout + r.stderr
-    return json.loads(sorted((d/'runs').glob('*/run.json'))[-1].read_text())
+    return json.loads(max((d/'runs').glob('*/run.json'), key=lambda f: f.stat().st_mtime_ns).read_text())
 
 @pytest.mark.slow
 def test_review_text_multiclass_end_to_end_through_serve(tmp_path):
