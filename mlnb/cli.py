@@ -46,7 +46,7 @@ def _resume_target(runs_dir, run) -> Path:
 
 def _run_combination(a, f: Path, runs_dir: Path, threads: int):
     "Start `mlnb run` on one combination's parameter file in a process of its own, capped at `threads` threads a stage."
-    import os, subprocess
+    import subprocess
     cmd = [sys.executable, '-c', 'from mlnb.cli import console; console()', 'run', str(f), '--runs-dir', str(runs_dir), '--jobs', '1']
     cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'OMP_NUM_THREADS': str(threads)})
@@ -54,9 +54,11 @@ def _run_combination(a, f: Path, runs_dir: Path, threads: int):
 def cmd_sweep(a, raw: dict) -> int:
     """`mlnb run` on a parameter file with a `sweep:` block: the stages every combination shares run once, then the
     combinations run, up to `--jobs` at once (each in a process of its own, with the cores shared out), then the comparison."""
-    import os, time
+    import time
     from mlnb.sweep import write_combinations, compare_table, compare_html, sweep_spec, shared_prefix
     from mlnb.pipeline import load_plan, list_runs, run_plan
+    if given := [f for f, v in (('--force', a.force is not None), ('--only', a.only), ('--from', getattr(a, 'from')), ('--until', a.until)) if v]:
+        raise MlnbError(f"{a.params} is a sweep: {', '.join(given)} cannot be used with it; run a combination's file under the sweep folder instead")
     runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
     sid, combos = write_combinations(raw, a.params, runs_dir)
     cores = os.cpu_count() or 1; jobs = min(a.jobs or cores, len(combos))

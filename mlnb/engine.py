@@ -286,22 +286,10 @@ def register_engine() -> str:
     _ENGINE.append('mlnb')
     return 'mlnb'
 
-def execute_notebook(nb: Path, out: Path, params: dict, km, cwd: Path, grace: float = 10):
-    "Run notebook `nb` into `out` with papermill on kernel `km`; on Ctrl-C interrupt the kernel, then stop it."
+def execute_notebook(nb: Path, out: Path, params: dict, km, cwd: Path):
+    "Run notebook `nb` into `out` with papermill on kernel `km` (in the caller's thread: `LocalExecutor` gives each stage one; Ctrl-C is its `interrupt`)."
     import papermill as pm
-    engine, box, done = register_engine(), {}, threading.Event()  # an Event, not Thread.join: an interrupted join() can wrongly report the thread ended
-    def work():
-        try: pm.execute_notebook(str(nb), str(out), parameters=params, engine_name=engine, km=km, cwd=str(cwd),
-                                 progress_bar=False, log_output=False)
-        except BaseException as e: box['error'] = e
-        finally: done.set()
-    threading.Thread(target=work, name='mlnb-stage', daemon=True).start()
-    try: done.wait()
-    except KeyboardInterrupt:
-        if (proc := getattr(km.provisioner, 'process', None)) is not None: proc.send_signal(signal.SIGINT)
-        done.wait(grace)
-        raise
-    if 'error' in box: raise box['error']
+    pm.execute_notebook(str(nb), str(out), parameters=params, engine_name=register_engine(), km=km, cwd=str(cwd), progress_bar=False, log_output=False)
 
 # %% ../nbs/07_engine.ipynb #ecd800c7
 @dataclass
