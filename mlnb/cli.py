@@ -93,15 +93,18 @@ def cmd_run(a) -> int:
     light = load_plan(a.params, check=False)
     opts = dict(cache=not a.no_cache, force=['all'] if a.force == [] else (a.force or ()), only=a.only, start=getattr(a, 'from'), until=a.until)
     todo = will_execute(light, runs_dir, **opts)
-    zygote = _zygote_for(light, todo) if todo else False
+    scheduler = a.scheduler or os.environ.get('MLNB_DASK_SCHEDULER') if (a.executor == 'dask' or a.scheduler) else None
+    executor = 'dask' if a.executor == 'dask' or a.scheduler else 'local'
+    zygote = _zygote_for(light, todo) if todo and executor == 'local' else False
     try: plan = load_plan(a.params) if todo else light  # nothing to execute: the cached stages were checked when they ran
     except BaseException:
         if zygote: zygote.close()
         raise
     print(f"mlnb run {a.params}: {len(plan.stages)} stages ({' → '.join(s.name for s in plan.stages)}), "
           f"{'to run: ' + ', '.join(todo) if todo else 'all cached'}", flush=True)
+    if executor == 'dask' and todo: print(f"executor: dask, {'the scheduler at ' + scheduler if scheduler else 'a LocalCluster started for this run'}", flush=True)
     man = run_plan(plan, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote if zygote is not None else True,
-                   jobs=a.jobs, keep_going=a.keep_going, **opts)
+                   jobs=a.jobs, keep_going=a.keep_going, executor=executor, scheduler=scheduler, **opts)
     run_dir = Path(runs_dir or plan.root/'outputs'/'runs')/man['run_id']
     done = sum(s['status'] in ('ok', 'cached') for s in man['stages'].values())
     cached = sum(s['status'] == 'cached' for s in man['stages'].values())
@@ -290,6 +293,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--until', metavar='STAGE', help='stop after STAGE')
     r.add_argument('--jobs', '-j', type=int, metavar='N', help='stages run at once when the DAG allows (default: the number of cores)')
     r.add_argument('--keep-going', '-k', action='store_true', help='after a stage fails, still run every stage that does not depend on it')
+    r.add_argument('--executor', choices=['local', 'dask'], default='local', help='local: kernels on this machine (default); dask: each stage a Dask task, '
+                   'on a LocalCluster of --jobs worker processes unless --scheduler names a running cluster')
+    r.add_argument('--scheduler', metavar='ADDRESS', help='a running Dask scheduler, e.g. tcp://HOST:8786 (implies --executor dask; default: $MLNB_DASK_SCHEDULER)')
     r.add_argument('--resume', nargs='?', const='latest', metavar='RUN', help='run the parameter file of a failed or interrupted run again '
                    '(default: the latest); the stages that succeeded come from the cache')
     st = sub.add_parser('status', help='say which stages of a parameter file are cached and why the others will run'); st.set_defaults(func=cmd_status)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['CHECK', 'KERNEL_MODULES', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
-           'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor']
+           'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor',
+           'worker_zygote', 'run_stage_task', 'interrupt_stage', 'DaskExecutor']
 
 # %% ../nbs/07_engine.ipynb #60804193
 CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
@@ -299,6 +300,8 @@ class Job:
     notebook: Path
     output: Path
     params: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)  # what a Dask worker must offer to take it, e.g. {'memory': 8e9}
+    ran: dict = field(default_factory=dict)  # where and how it ran, as the executor learned it (worker, attempt, threads)
 
 class LocalExecutor:
     "Runs stages in local kernels forked from a warm zygote, each in a thread of its own: several at once when the runner starts several."
@@ -332,3 +335,112 @@ class LocalExecutor:
         if self.running: self.interrupt()
         self.pool.close()
 
+
+# %% ../nbs/07_engine.ipynb #8da24f77
+_STAGES, _ZYGOTES, _ZLOCK = {}, {}, threading.Lock()  # on a Dask worker: running stages' kernel managers by token; zygotes by project
+
+def worker_zygote(cwd: str, notebook: Path) -> Zygote | None:
+    "This worker's zygote for project `cwd`, started by the first stage that runs here, so that later stages' kernels start warm."
+    with _ZLOCK:
+        z = _ZYGOTES.get(cwd)
+        if z is None or z.proc.poll() is not None: z = _ZYGOTES[cwd] = start_zygote(cwd, [notebook])
+        return z
+
+def _attempts(out: Path) -> list:
+    "Temporary notebooks of `out`'s attempts (a lost worker leaves its attempt's behind)."
+    return sorted(out.parent.glob(f'.{out.name}.*.part.ipynb'))
+
+def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: int | None, env: dict, token: str) -> dict:
+    "On a Dask worker: run a stage's notebook in a kernel of its own into a temporary name, rename it to `output`; return where and how it ran."
+    import uuid
+    from distributed import get_worker, secede
+    w, out = get_worker(), Path(output)
+    stale = _attempts(out)
+    for p in stale: p.unlink(missing_ok=True)  # an earlier attempt on a worker that was lost: never read
+    tmp = out.with_name(f'.{out.name}.{uuid.uuid4().hex[:8]}.part.ipynb'); tmp.touch()  # marks this attempt
+    secede()  # the kernel does the work; this worker's slot is free for the fits train sends to the cluster
+    threads = threads or w.state.nthreads
+    pool = KernelPool(Path(cwd), zygote=worker_zygote(cwd, Path(notebook)) or False); pool.env.update(env)
+    try:
+        km = pool.take(token, Path(notebook), threads); _STAGES[token] = km
+        try: execute_notebook(Path(notebook), tmp, params, km, Path(cwd))
+        finally:
+            _STAGES.pop(token, None); pool.stop(km)
+            if tmp.exists() and tmp.stat().st_size: os.replace(tmp, out)  # papermill wrote it (the error is in it when the notebook failed)
+            tmp.unlink(missing_ok=True)
+    finally: pool.zygote = None; pool.close()  # the worker keeps its zygote for the stages that come next
+    return dict(worker=w.address, host=os.uname().nodename, threads=threads, attempt=len(stale) + 1)
+
+def interrupt_stage(token: str) -> bool:
+    "On a Dask worker: interrupt (Ctrl-C) the kernel of stage `token` if it runs there."
+    km = _STAGES.get(token)
+    if km is None or getattr(km.provisioner, 'process', None) is None: return False
+    km.provisioner.process.send_signal(signal.SIGINT); return True
+
+# %% ../nbs/07_engine.ipynb #1bb6422f
+def _lost(job: Job, e) -> Exception:
+    "The error of a stage whose task failed outside its notebook, in words that say what happened."
+    from distributed import KilledWorker
+    from mlnb.core import MlnbError
+    if isinstance(e, KilledWorker):
+        return MlnbError(f"stage '{job.name}': the Dask worker running it was lost, and lost again on the retry elsewhere "
+                         f"(last: {getattr(getattr(e, 'last_worker', None), 'address', e)}); its unfinished notebook was discarded")
+    return e
+
+class DaskExecutor:
+    "Runs each stage as one Dask task: on a `distributed.LocalCluster` of `workers` processes, or on the cluster whose scheduler is at `address`."
+    def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None):
+        import dask, distributed
+        from mlnb.core import MlnbError
+        self.cwd, self.done, self.running, self.outputs, self.cluster = Path(cwd), queue.Queue(), {}, [], None
+        if address:
+            try: self.client = distributed.Client(address, timeout='10s')
+            except (OSError, TimeoutError) as e: raise MlnbError(f'Dask scheduler {address}: cannot connect ({e})') from None
+        else:
+            n = workers or os.cpu_count() or 1
+            mem = distributed.system.MEMORY_LIMIT // n
+            with dask.config.set({'distributed.scheduler.allowed-failures': 1}):  # a lost worker's stage is retried once elsewhere
+                self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=':0',
+                                                        silence_logs=logging.ERROR, memory_limit=mem, resources={'memory': mem})
+            self.client = distributed.Client(self.cluster)
+        self.address = self.client.scheduler.address
+    def check(self, job: Job):
+        "Fail now, naming the stage, when no worker offers what `job.resources` asks (Dask would wait for one for ever)."
+        from mlnb.core import MlnbError
+        ws = self.client.scheduler_info(n_workers=-1)['workers']
+        if job.resources and not any(all((w.get('resources') or {}).get(k, 0) >= v for k, v in job.resources.items()) for w in ws.values()):
+            offered = sorted({f'{k}={v:g}' for w in ws.values() for k, v in (w.get('resources') or {}).items()}) or ['none']
+            raise MlnbError(f"stage '{job.name}' asks for resources {job.resources}; no worker of the cluster at {self.address} offers them "
+                            f"(workers offer: {', '.join(offered)}); start workers with `dask worker --resources ...` or lower the stage's `resources:`")
+    def prepare(self, job: Job): pass  # workers start their kernels when the task arrives
+    def start(self, job: Job, threads: int | None = None):
+        "Submit `job` and return; `threads`: its thread budget on a cluster mlnb started (a remote worker's own thread count otherwise)."
+        self.check(job)
+        token = f'{job.output.parent.name}-{job.name}'
+        fut = self.client.submit(run_stage_task, str(job.notebook), str(job.output), job.params, str(self.cwd), threads if self.cluster else None,
+                                 {'MLNB_DASK_SCHEDULER': self.address}, token, key=f'mlnb-{token}', pure=False, resources=job.resources or None)
+        self.running[job.name] = (fut, token); self.outputs.append(job.output)
+        def waiter():
+            err = None
+            try: job.ran = fut.result()
+            except BaseException as e: err = _lost(job, e)
+            finally: self.running.pop(job.name, None); self.done.put((job, err))
+        threading.Thread(target=waiter, name=f'mlnb-{job.name}', daemon=True).start()
+    def wait(self) -> tuple:
+        "The next job that ended and its error (`None` when it succeeded); blocks until one ends."
+        return self.done.get()
+    def interrupt(self, grace: float = 10):
+        "Interrupt every running stage's kernel on its worker and give their notebooks `grace` seconds to be written."
+        for fut, token in list(self.running.values()):
+            try: self.client.run(interrupt_stage, token)
+            except Exception: pass
+        end = time.monotonic() + grace
+        while self.running and time.monotonic() < end: time.sleep(0.05)
+    def close(self):
+        "Interrupt what still runs, cancel it, remove lost attempts' files, and close the client (and the cluster mlnb started)."
+        if self.running: self.interrupt()
+        for fut, _ in list(self.running.values()): fut.cancel()
+        for out in self.outputs:
+            for p in _attempts(out): p.unlink(missing_ok=True)
+        self.client.close()
+        if self.cluster: self.cluster.close()

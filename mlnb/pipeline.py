@@ -19,9 +19,9 @@ from .report import Renderer, write_report
 # %% auto #0
 __all__ = ['DATA_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
            'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'check_stage', 'source_problems',
-           'load_plan', 'environment', 'git_state', 'new_run_id', 'now', 'stage_params', 'stage_inputs', 'split_scraps',
-           'failure', 'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run',
-           'load_manifest', 'headline_value', 'list_runs', 'find_run']
+           'stage_resources', 'load_plan', 'environment', 'git_state', 'new_run_id', 'now', 'stage_params',
+           'stage_inputs', 'split_scraps', 'failure', 'cache_path', 'select_stages', 'will_execute', 'thread_budget',
+           'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs', 'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -33,7 +33,8 @@ class Stage:
     notebook: Path
     upstream: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
-    declared: dict = field(default_factory=dict)  # the notebook's parameters: name -> papermill's reading (None before the check)
+    declared: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)  # what a Dask worker must offer to take the stage, e.g. {'memory': 8e9} (`--executor dask`)  # the notebook's parameters: name -> papermill's reading (None before the check)
 
 @dataclass
 class Plan:
@@ -159,6 +160,19 @@ def source_problems(stage: Stage, shared: dict, where: str) -> list:
     except MlnbError as e: return [f"{where}: {e}"]
     return []
 
+# %% ../nbs/01_pipeline.ipynb #363fccf4
+def stage_resources(stage: str, spec, src: Path) -> dict:
+    "A stage's `resources:` as numbers Dask can match against its workers' (`8GB` is bytes), with an error naming the stage and key."
+    from dask.utils import parse_bytes
+    if spec is None: return {}
+    if not isinstance(spec, dict): raise MlnbError(f"{src}: stage '{stage}': `resources:` must be a mapping such as {{memory: 8GB}}, got {spec!r}")
+    out = {}
+    for k, v in spec.items():
+        try: out[str(k)] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float(parse_bytes(str(v)))
+        except (ValueError, TypeError): raise MlnbError(f"{src}: stage '{stage}': resources.{k}: {v!r} is not a number or a size such as 8GB") from None
+        if out[str(k)] <= 0: raise MlnbError(f"{src}: stage '{stage}': resources.{k} must be above 0, got {v!r}")
+    return out
+
 # %% ../nbs/01_pipeline.ipynb #02966cf1
 def load_plan(path: str | Path, check: bool = True) -> Plan:
     "Read the parameter file at `path` and check it against every stage notebook (with papermill, unless `check` is False); raise one `MlnbError` listing all problems."
@@ -171,11 +185,11 @@ def load_plan(path: str | Path, check: bool = True) -> Plan:
     for n, s in specs.items():
         if not isinstance(s, dict) or not isinstance(s.get('params') or {}, dict):
             raise MlnbError(f"{path}: stage '{n}' must be a mapping with optional `notebook`, `upstream` and `params`")
-        if unknown := set(s) - {'notebook', 'upstream', 'params'}:
-            raise MlnbError(f"{path}: stage '{n}' has unknown keys {sorted(unknown)}; use `notebook`, `upstream`, `params`")
+        if unknown := set(s) - {'notebook', 'upstream', 'params', 'resources'}:
+            raise MlnbError(f"{path}: stage '{n}' has unknown keys {sorted(unknown)}; use `notebook`, `upstream`, `params`, `resources`")
     order = stage_order(specs, path)
-    stages = [Stage(n, find_notebook(n, specs[n], root, path), list(specs[n].get('upstream') or []), dict(specs[n].get('params') or {}))
-              for n in order]
+    stages = [Stage(n, find_notebook(n, specs[n], root, path), list(specs[n].get('upstream') or []), dict(specs[n].get('params') or {}),
+                    resources=stage_resources(n, specs[n].get('resources'), path)) for n in order]
     if not check and all(s.notebook.exists() for s in stages):  # otherwise the full check names what is missing
         for s in stages: s.declared = dict.fromkeys(parameter_names(s.notebook))
         return Plan(path, root, stages, shared, raw.get('headline'), raw)
@@ -284,17 +298,22 @@ def thread_budget(cores: int, cap: int, used: int, n_parallel: int) -> int:
     return 0 if free <= 0 else max(1, min(free, cap, cores // max(1, n_parallel)))
 
 def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True, cache=True,
-             force=(), only=None, start=None, until=None, jobs: int | None = None, keep_going: bool = False) -> dict:
+             force=(), only=None, start=None, until=None, jobs: int | None = None, keep_going: bool = False,
+             executor: str = 'local', scheduler: str | None = None) -> dict:
     """Run `plan` into a new run folder, reusing cached stages; return the manifest (also written to `run.json`).
     Stages with no path between them run at once, up to `jobs` (default: the cores), each with a thread budget;
     after a failure nothing new starts unless `keep_going` (then every stage not depending on it runs).
     `force`: stage names (or 'all') to run even when cached; `only`/`start`/`until`: a partial run (`--only`, `--from`, `--until`);
-    `zygote`: see `KernelPool`; `cache`: False to neither read nor write the cache index."""
+    `zygote`: see `KernelPool`; `cache`: False to neither read nor write the cache index;
+    `executor`: `local` (kernels on this machine) or `dask` (each stage a task on a LocalCluster, or on the cluster at `scheduler`)."""
     from mlnb.cache import Cache, stage_parts, lookup, output_digest, stage_effect, link_entry, versions, plan_status
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
     include, must_run, must_cache = select_stages(plan, only, start, until)
     if must_cache and not cache: raise MlnbError('--only and --from take the stages before them from the cache; they cannot be used with --no-cache')
     if jobs is not None and jobs < 1: raise MlnbError(f'--jobs must be 1 or more, got {jobs}')
+    kind = executor  # the name `executor` is the closure below
+    if kind not in ('local', 'dask'): raise MlnbError(f"--executor must be local or dask, got '{kind}'")
+    scheduler = scheduler or (os.environ.get('MLNB_DASK_SCHEDULER') if kind == 'dask' else None)
     cores = os.cpu_count() or 1
     jobs, cap = jobs or cores, int(os.environ.get('OMP_NUM_THREADS') or 0) or cores  # OMP_NUM_THREADS, when set, caps each stage
     db = Cache(cache_path(plan.root, runs_dir)) if cache else None
@@ -307,7 +326,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     outputs = {s.name: f'{i:02d}_{s.name}.ipynb' for i, s in enumerate(plan.stages, 1)}
     man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None, pid=os.getpid(), host=platform.node(),
                params_file=str(plan.path), params=plan.raw, headline=plan.headline, git=git_state(plan.root),
-               environment=environment(), cache=str(db.path) if db else None, jobs=jobs, stages={})
+               environment=environment(), cache=str(db.path) if db else None, jobs=jobs, executor=dict(kind=kind), stages={})
     if only or start or until: man['partial'] = {k: v for k, v in dict(only=only, start=start, until=until).items() if v}
     for s in stages:
         man['stages'][s.name] = dict(notebook=str(s.notebook.relative_to(plan.root) if s.notebook.is_relative_to(plan.root) else s.notebook),
@@ -315,11 +334,19 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
     save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))  # the manifest's one writer: this thread
     save()
-    jobs_of = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name]) for s in stages}
+    jobs_of = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name], resources=s.resources) for s in stages}
     ex, renderer, t_run, vers, digests = None, None, time.monotonic(), versions(), {}
     def executor():
         nonlocal ex, renderer
-        if ex is None:
+        if ex is None and kind == 'dask':  # each stage a Dask task; the cache and the manifest stay here
+            from mlnb.engine import DaskExecutor
+            if zygote not in (True, False): zygote.close()
+            ex = DaskExecutor(plan.root, scheduler, workers=jobs)
+            man['executor'].update(scheduler=ex.address, cluster='started for this run' if ex.cluster else 'given'); save()
+            for s in stages:
+                if s.resources and predicted.get(s.name) != 'cached': ex.check(jobs_of[s.name])
+            renderer = Renderer() if render else None
+        elif ex is None:
             ex = LocalExecutor(plan.root, [s.notebook for s in stages if predicted.get(s.name) != 'cached'], zygote)
             renderer = Renderer() if render else None
             for s in stages:
@@ -329,7 +356,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     def finish(job, err):
         nonlocal halted
         st, (_, t0, key, parts) = man['stages'][job.name], running.pop(job.name)
-        st.update(duration_s=round(time.monotonic() - t0, 3), ended=now(ms=True))
+        st.update(duration_s=round(time.monotonic() - t0, 3), ended=now(ms=True), **job.ran)  # ran: worker, attempt, threads (Dask)
         if (run_dir/outputs[job.name]).exists():
             st['glued'], st['artifacts'] = split_scraps(read_scraps(run_dir/outputs[job.name]))
             if renderer: renderer.submit(run_dir/outputs[job.name])

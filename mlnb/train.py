@@ -12,7 +12,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from scipy import stats
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
@@ -27,10 +27,10 @@ from .prepare import normalise_missing
 
 # %% auto #0
 __all__ = ['TASKS', 'MODELS', 'ALIASES', 'SCORING', 'SEARCHES', 'MissingMarkers', 'split_columns', 'make_preprocessor',
-           'make_model', 'compose', 'make_pipeline', 'make_cv', 'cross_validate_pipeline', 'model_prefix',
-           'check_space', 'grid_of', 'IntLogUniform', 'distributions_of', 'suggest', 'shown', 'fixed_search',
-           'sklearn_search', 'bayes_search', 'candidate_name', 'check_candidates', 'run_search', 'best_trials',
-           'corrected_ttest', 'choose_threshold']
+           'make_model', 'compose', 'make_pipeline', 'make_cv', 'cross_validate_pipeline', 'cluster_jobs', 'fits_on',
+           'model_prefix', 'check_space', 'grid_of', 'IntLogUniform', 'distributions_of', 'suggest', 'shown',
+           'fixed_search', 'sklearn_search', 'bayes_search', 'candidate_name', 'check_candidates', 'run_search',
+           'best_trials', 'corrected_ttest', 'choose_threshold']
 
 # %% ../nbs/40_train.ipynb #e4c9586d
 class MissingMarkers(TransformerMixin, BaseEstimator):
@@ -104,9 +104,9 @@ def make_cv(task: str, folds: int, seed: int, split: str = 'stratified'):
     return StratifiedKFold(folds, shuffle=True, random_state=seed) if task != 'regression' else KFold(folds, shuffle=True, random_state=seed)
 
 def cross_validate_pipeline(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, scoring: list, seed: int,
-                            task: str = 'binary', split: str = 'stratified', groups=None) -> pd.DataFrame:
+                            task: str = 'binary', split: str = 'stratified', groups=None, n_jobs: int = 1) -> pd.DataFrame:
     "Scores of `pipe` on each of `folds` folds (see `make_cv`), one row per fold (`neg_` scores reported positive)."
-    try: r = cross_validate(pipe, X, y, cv=make_cv(task, folds, seed, split), groups=groups, scoring=scoring, n_jobs=1, error_score='raise')
+    try: r = cross_validate(pipe, X, y, cv=make_cv(task, folds, seed, split), groups=groups, scoring=scoring, n_jobs=n_jobs, error_score='raise')
     except ValueError as e:
         if 'scor' in str(e): raise MlnbError(f'train: scoring {scoring}: {e}') from None
         raise
@@ -114,6 +114,23 @@ def cross_validate_pipeline(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, folds
                        for k, v in r.items() if k.startswith('test_')})
     df.insert(0, 'fold', range(1, folds + 1)); df['fit_s'] = r['fit_time']
     return df
+
+# %% ../nbs/40_train.ipynb #f81e1522
+def cluster_jobs(n_jobs: int) -> tuple:
+    """`(n_jobs, cluster)`: while the run executes on Dask (`MLNB_DASK_SCHEDULER` in this kernel), a client of its
+    cluster and `-1` (every fit batch uses all of the cluster's threads, inside `fits_on`); else `n_jobs` and `None`."""
+    import os
+    addr = os.environ.get('MLNB_DASK_SCHEDULER')
+    if not addr: return n_jobs, None
+    from distributed import Client
+    return -1, Client(addr, set_as_default=True)  # joblib's Dask backend sends its batches through the default client
+
+def fits_on(cluster):
+    """Where the fold fits and trials inside go: joblib's Dask backend when there is a `cluster`, else joblib's default.
+    Only around the searches and cross-validation: set for the whole kernel, every `n_jobs=None` inside scikit-learn
+    (a ColumnTransformer's own fit) would ship its data to the cluster too."""
+    import contextlib, joblib
+    return joblib.parallel_config(backend='dask') if cluster is not None else contextlib.nullcontext()
 
 # %% ../nbs/40_train.ipynb #a821d33f
 SEARCHES = ('none', 'grid', 'random', 'bayes')
@@ -238,7 +255,7 @@ def bayes_search(pipe, space: dict, X, y, cv, metric: str, n_trials: int, seed: 
     splits, scorer, t0 = list(cv.split(X, y, groups)), check_scoring(pipe, scoring=metric), time.monotonic()
     done = lambda: len(study.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)))
     while done() < n_trials and not (timeout_s and time.monotonic() - t0 >= timeout_s):
-        batch = [study.ask() for _ in range(min(max(1, n_jobs), n_trials - done()))]
+        batch = [study.ask() for _ in range(min(max(1, effective_n_jobs(n_jobs)), n_trials - done()))]  # -1: every core (or cluster thread)
         params = [suggest(t, space) for t in batch]
         scores, fits, alive = [[] for _ in batch], [0.0] * len(batch), list(range(len(batch)))
         for k, (tr, te) in enumerate(splits):
