@@ -11,7 +11,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CHECK', 'KERNEL_MODULES', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
            'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor',
-           'worker_zygote', 'run_stage_task', 'interrupt_stage', 'DaskExecutor']
+           'worker_zygote', 'warm_worker', 'run_stage_task', 'interrupt_stage', 'DaskExecutor']
 
 # %% ../nbs/07_engine.ipynb #60804193
 CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
@@ -198,11 +198,11 @@ def kernel_env() -> dict:
     return {**os.environ, 'PYTHONHASHSEED': os.environ.get('PYTHONHASHSEED', '0'),
             'MPLBACKEND': os.environ.get('MPLBACKEND', 'module://matplotlib_inline.backend_inline')}
 
-def start_zygote(cwd: str | Path, notebooks=()) -> Zygote | None:
-    "A zygote that will import what `notebooks` import, in their order (None where fork is not available)."
+def start_zygote(cwd: str | Path, notebooks=(), env: dict | None = None) -> Zygote | None:
+    "A zygote that will import what `notebooks` import, in their order (None where fork is not available); `env`: default `kernel_env()`."
     if os.name != 'posix': return None
     mods = list(dict.fromkeys([*PRELOAD, *(m for nb in notebooks for m in notebook_imports(nb))]))
-    return Zygote(mods, cwd, kernel_env())
+    return Zygote(mods, cwd, env or kernel_env())
 
 class KernelPool:
     "Starts each stage's kernel ahead of time, forked from a warm zygote, and pre-imports its notebook's modules."
@@ -339,12 +339,24 @@ class LocalExecutor:
 # %% ../nbs/07_engine.ipynb #8da24f77
 _STAGES, _ZYGOTES, _ZLOCK = {}, {}, threading.Lock()  # on a Dask worker: running stages' kernel managers by token; zygotes by project
 
-def worker_zygote(cwd: str, notebook: Path) -> Zygote | None:
-    "This worker's zygote for project `cwd`, started by the first stage that runs here, so that later stages' kernels start warm."
+def worker_zygote(cwd: str, notebooks=()) -> Zygote | None:
+    "This worker's zygote for project `cwd`, importing what `notebooks` import (in their order) while it waits for stages."
     with _ZLOCK:
         z = _ZYGOTES.get(cwd)
-        if z is None or z.proc.poll() is not None: z = _ZYGOTES[cwd] = start_zygote(cwd, [notebook])
+        if z is None or z.proc.poll() is not None:  # malloc reads its settings at process start: forked kernels keep the zygote's
+            env = {k: v for k, v in kernel_env().items() if k not in _nanny_environ()}
+            z = _ZYGOTES[cwd] = start_zygote(cwd, [Path(nb) for nb in notebooks], env)
         return z
+
+def _nanny_environ() -> list:
+    """What a Dask nanny sets in its worker's environment (`MALLOC_TRIM_THRESHOLD_`, one OpenMP/BLAS thread): a kernel
+    inheriting `MALLOC_TRIM_THRESHOLD_=65536` ran SHAP 2.5x slower; the thread budget is set with threadpoolctl instead."""
+    import dask
+    return list(dask.config.get('distributed.nanny.pre-spawn-environ', {}) or {})
+
+def warm_worker(cwd: str, notebooks: list) -> bool:
+    "On each Dask worker when a run starts: start its zygote for the run's notebooks, so the first stage there does not wait for the imports."
+    return worker_zygote(cwd, notebooks) is not None
 
 def _attempts(out: Path) -> list:
     "Temporary notebooks of `out`'s attempts (a lost worker leaves its attempt's behind)."
@@ -360,7 +372,9 @@ def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: 
     tmp = out.with_name(f'.{out.name}.{uuid.uuid4().hex[:8]}.part.ipynb'); tmp.touch()  # marks this attempt
     secede()  # the kernel does the work; this worker's slot is free for the fits train sends to the cluster
     threads = threads or w.state.nthreads
-    pool = KernelPool(Path(cwd), zygote=worker_zygote(cwd, Path(notebook)) or False); pool.env.update(env)
+    pool = KernelPool(Path(cwd), zygote=worker_zygote(cwd, [notebook]) or False)
+    for k in _nanny_environ(): pool.env.pop(k, None)  # the nanny's settings for the worker, not for a stage's kernel
+    pool.env.update(env)
     try:
         km = pool.take(token, Path(notebook), threads); _STAGES[token] = km
         try: execute_notebook(Path(notebook), tmp, params, km, Path(cwd))
@@ -389,7 +403,8 @@ def _lost(job: Job, e) -> Exception:
 
 class DaskExecutor:
     "Runs each stage as one Dask task: on a `distributed.LocalCluster` of `workers` processes, or on the cluster whose scheduler is at `address`."
-    def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None):
+    def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None, notebooks=()):
+        "`notebooks`: the stages' notebooks, whose imports each worker's zygote loads ahead of its first stage."
         import dask, distributed
         from mlnb.core import MlnbError
         self.cwd, self.done, self.running, self.outputs, self.cluster = Path(cwd), queue.Queue(), {}, [], None
@@ -399,11 +414,15 @@ class DaskExecutor:
         else:
             n = workers or os.cpu_count() or 1
             mem = distributed.system.MEMORY_LIMIT // n
-            with dask.config.set({'distributed.scheduler.allowed-failures': 1}):  # a lost worker's stage is retried once elsewhere
+            environ = {k: v for k, v in (dask.config.get('distributed.nanny.pre-spawn-environ', {}) or {}).items() if k != 'MALLOC_TRIM_THRESHOLD_'}
+            with dask.config.set({'distributed.scheduler.allowed-failures': 1,  # a lost worker's stage is retried once elsewhere
+                                  'distributed.nanny.pre-spawn-environ': environ}):  # train's folds ran slower with dask's malloc trimming
                 self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=':0',
                                                         silence_logs=logging.ERROR, memory_limit=mem, resources={'memory': mem})
             self.client = distributed.Client(self.cluster)
         self.address = self.client.scheduler.address
+        try: self.client.run(warm_worker, str(self.cwd), [str(nb) for nb in notebooks])
+        except Exception: pass  # a worker that cannot warm up starts its kernels cold
     def check(self, job: Job):
         "Fail now, naming the stage, when no worker offers what `job.resources` asks (Dask would wait for one for ever)."
         from mlnb.core import MlnbError

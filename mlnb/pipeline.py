@@ -341,7 +341,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         if ex is None and kind == 'dask':  # each stage a Dask task; the cache and the manifest stay here
             from mlnb.engine import DaskExecutor
             if zygote not in (True, False): zygote.close()
-            ex = DaskExecutor(plan.root, scheduler, workers=jobs)
+            ex = DaskExecutor(plan.root, scheduler, workers=jobs, notebooks=[s.notebook for s in stages if predicted.get(s.name) != 'cached'])
             man['executor'].update(scheduler=ex.address, cluster='started for this run' if ex.cluster else 'given'); save()
             for s in stages:
                 if s.resources and predicted.get(s.name) != 'cached': ex.check(jobs_of[s.name])
