@@ -51,6 +51,14 @@ def _run_combination(a, f: Path, runs_dir: Path, threads: int):
     cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'OMP_NUM_THREADS': str(threads)})
 
+def _first_to_run(f: Path, runs_dir: Path) -> str | None:
+    "The cache key of the first stage a combination's run would execute (`None`: all cached)."
+    from mlnb.cache import Cache, plan_status
+    from mlnb.pipeline import cache_path, load_plan
+    plan = load_plan(f, check=False); db = Cache(cache_path(plan.root, runs_dir))
+    try: return next((r['key'] for r in plan_status(plan, db) if r['state'] != 'cached'), None)
+    finally: db.close()
+
 def cmd_sweep(a, raw: dict) -> int:
     """`mlnb run` on a parameter file with a `sweep:` block: the stages every combination shares run once, then the
     combinations run, up to `--jobs` at once (each in a process of its own, with the cores shared out), then the comparison."""
@@ -69,12 +77,17 @@ def cmd_sweep(a, raw: dict) -> int:
         man = run_plan(first, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), until=prefix[-1], render=False)
         if man['status'] != 'ok': print(f"the shared stages failed: see {runs_dir/man['run_id']}", file=sys.stderr); return 1
     cap = int(os.environ.get('OMP_NUM_THREADS') or 0) or cores
-    todo, running, rcs = list(enumerate(combos, 1)), {}, []
+    todo, running, rcs = list(enumerate(combos, 1)), {}, []  # running: i -> (combination, process, key of its first stage to run)
     while todo or running:
         while todo and len(running) < jobs:
-            i, (combo, f) = todo.pop(0)
-            running[i] = (combo, _run_combination(a, f, runs_dir, max(1, min(cap, cores // jobs))))
-        for i, (combo, proc) in list(running.items()):
+            # a combination whose first stage to run is the same as a running one's (features, for two fold counts of one
+            # model) waits, if another can start: once that stage is cached it starts from the stage after
+            busy = {r[2] for r in running.values()} - {None}
+            keys = {i: _first_to_run(f, runs_dir) for i, (_, f) in todo[:2 * jobs]} if busy and not a.no_cache else {}
+            pick = next((k for k, (i, _) in enumerate(todo) if keys.get(i) not in busy), 0)
+            i, (combo, f) = todo.pop(pick)
+            running[i] = (combo, _run_combination(a, f, runs_dir, max(1, min(cap, cores // jobs))), keys.get(i) or (None if a.no_cache else _first_to_run(f, runs_dir)))
+        for i, (combo, proc, _) in list(running.items()):
             if proc.poll() is None: continue
             print(f"[{i}/{len(combos)}] {', '.join(f'{k}={v}' for k, v in combo.items())}\n{proc.stdout.read().rstrip()}", flush=True)
             rcs.append(proc.returncode); del running[i]

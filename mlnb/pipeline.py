@@ -220,8 +220,8 @@ def git_state(root: Path) -> dict:
     except (OSError, subprocess.SubprocessError): return dict(commit=None, dirty=None)
 
 def new_run_id() -> str:
-    "A sortable, unique run id: UTC time plus a random suffix."
-    return dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S-') + secrets.token_hex(2)
+    "A sortable, unique run id: UTC time to the millisecond (runs now start several a second) plus a random suffix."
+    return dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S.%f')[:19] + '-' + secrets.token_hex(2)
 
 def now(ms: bool = False) -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds' if ms else 'seconds')
 
@@ -342,7 +342,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
             from mlnb.engine import DaskExecutor
             if zygote not in (True, False): zygote.close()
             ex = DaskExecutor(plan.root, scheduler, workers=jobs, notebooks=[s.notebook for s in stages if predicted.get(s.name) != 'cached'])
-            man['executor'].update(scheduler=ex.address, cluster='started for this run' if ex.cluster else 'given'); save()
+            man['executor'].update(scheduler=ex.address, cluster='started for this run' if ex.cluster else 'given', distributed=metadata.version('distributed')); save()
             for s in stages:
                 if s.resources and predicted.get(s.name) != 'cached': ex.check(jobs_of[s.name])
             renderer = Renderer() if render else None

@@ -46,7 +46,8 @@ def test_a_dask_cluster_gives_the_local_executors_artifacts(cluster, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert f'executor: dask, the scheduler at {addr}' in r.stdout
     a, b = manifest(tmp_path/'local'), manifest(tmp_path/'dask')
-    assert b['executor'] == {'kind': 'dask', 'scheduler': addr, 'cluster': 'given'} and a['executor'] == {'kind': 'local'}
+    assert {k: b['executor'][k] for k in ('kind', 'scheduler', 'cluster')} == {'kind': 'dask', 'scheduler': addr, 'cluster': 'given'} and a['executor'] == {'kind': 'local'}
+    assert b['executor']['distributed']                                 # the Dask version, recorded with the run
     workers = {st['worker'] for st in b['stages'].values()}
     assert workers <= set(cluster.scheduler_info()['workers']) and all(st['attempt'] == 1 for st in b['stages'].values())
     assert len(hashes(a)) > 10 and hashes(a) == hashes(b)          # every artifact, byte for byte
