@@ -44,11 +44,11 @@ def _resume_target(runs_dir, run) -> Path:
     print(f"mlnb: {orig} changed since run {m['run_id']} (or is gone): resuming with the copy the run kept, {d/'params.yaml'}", file=sys.stderr)
     return d/'params.yaml'
 
-def _run_combination(a, f: Path, runs_dir: Path, threads: int):
-    "Start `mlnb run` on one combination's parameter file in a process of its own, capped at `threads` threads a stage."
+def _run_combination(a, f: Path, runs_dir: Path, threads: int, scheduler: str | None = None):
+    "Start `mlnb run` on one combination's parameter file in a process of its own, capped at `threads` threads a stage (on the Dask cluster at `scheduler`, if given)."
     import subprocess
-    cmd = [sys.executable, '-c', 'from mlnb.cli import console; console()', 'run', str(f), '--runs-dir', str(runs_dir), '--jobs', '1']
-    cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going
+    cmd = [sys.executable, '-c', 'from mlnb.cli import console; console()', 'run', str(f), '--runs-dir', getattr(a, 'remote', None) or str(runs_dir), '--jobs', '1']
+    cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going + (['--scheduler', scheduler] if scheduler else [])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'OMP_NUM_THREADS': str(threads)})
 
 def _first_to_run(f: Path, runs_dir: Path) -> str | None:
@@ -61,32 +61,50 @@ def _first_to_run(f: Path, runs_dir: Path) -> str | None:
 
 def cmd_sweep(a, raw: dict) -> int:
     """`mlnb run` on a parameter file with a `sweep:` block: the stages every combination shares run once, then the
-    combinations run, up to `--jobs` at once (each in a process of its own, with the cores shared out), then the comparison."""
-    import time
-    from mlnb.sweep import write_combinations, compare_table, compare_html, sweep_spec, shared_prefix
-    from mlnb.pipeline import load_plan, list_runs, run_plan
+    combinations run, up to `--jobs` at once (each in a process of its own, with the cores shared out), then the comparison.
+    With `--executor dask` or `--scheduler`, every run's stages go to one Dask cluster (a LocalCluster for the whole sweep, or the one named)."""
+    from mlnb.sweep import write_combinations
+    from mlnb.pipeline import load_plan
     if given := [f for f, v in (('--force', a.force is not None), ('--only', a.only), ('--from', getattr(a, 'from')), ('--until', a.until)) if v]:
         raise MlnbError(f"{a.params} is a sweep: {', '.join(given)} cannot be used with it; run a combination's file under the sweep folder instead")
     runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
     sid, combos = write_combinations(raw, a.params, runs_dir)
     cores = os.cpu_count() or 1; jobs = min(a.jobs or cores, len(combos))
     print(f'mlnb sweep {sid}: {len(combos)} runs of {a.params}, {jobs} at a time', flush=True)
-    first = load_plan(combos[0][1])
+    first, cluster, scheduler = load_plan(combos[0][1]), None, None
+    if a.executor == 'dask' or a.scheduler:  # every run's stages go to one cluster: the one named, or a LocalCluster for the whole sweep
+        from mlnb.engine import DaskExecutor
+        scheduler = a.scheduler or os.environ.get('MLNB_DASK_SCHEDULER')
+        if not scheduler: cluster = DaskExecutor(first.root, workers=cores); scheduler = cluster.address
+        print(f'executor: dask, the scheduler at {scheduler}', flush=True)
+    try: return _sweep_runs(a, sid, combos, first, runs_dir, cores, jobs, raw, scheduler)
+    finally:
+        if cluster: cluster.close()
+
+def _sweep_runs(a, sid, combos, first, runs_dir, cores, jobs, raw, scheduler) -> int:
+    "The shared stages once, then the combinations up to `jobs` at once, then the comparison (see `cmd_sweep`)."
+    import time
+    from mlnb.sweep import compare_table, compare_html, sweep_spec, shared_prefix
+    from mlnb.pipeline import list_runs, run_plan
     if (prefix := shared_prefix(first, sweep_spec(raw, a.params)[1])) and not a.no_cache:  # run once what every combination shares
         print(f"shared by every run: {', '.join(prefix)}", flush=True)
-        man = run_plan(first, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), until=prefix[-1], render=False)
+        man = run_plan(first, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), until=prefix[-1], render=False,
+                       executor='dask' if scheduler else 'local', scheduler=scheduler, remote=getattr(a, 'remote', None))
         if man['status'] != 'ok': print(f"the shared stages failed: see {runs_dir/man['run_id']}", file=sys.stderr); return 1
     cap = int(os.environ.get('OMP_NUM_THREADS') or 0) or cores
-    todo, running, rcs = list(enumerate(combos, 1)), {}, []  # running: i -> (combination, process, key of its first stage to run)
+    todo, running, rcs, check = list(enumerate(combos, 1)), {}, [], 0.0  # running: i -> (combination, process, key of its first stage to run)
     while todo or running:
-        while todo and len(running) < jobs:
-            # a combination whose first stage to run is the same as a running one's (features, for two fold counts of one
-            # model) waits, if another can start: once that stage is cached it starts from the stage after
+        if todo and len(running) < jobs and time.monotonic() >= check:
+            # a combination whose first stage to run is a running combination's (features, for two fold counts of one model)
+            # waits until that stage is cached, then starts from the stage after; the others start in their order
             busy = {r[2] for r in running.values()} - {None}
-            keys = {i: _first_to_run(f, runs_dir) for i, (_, f) in todo[:2 * jobs]} if busy and not a.no_cache else {}
-            pick = next((k for k, (i, _) in enumerate(todo) if keys.get(i) not in busy), 0)
-            i, (combo, f) = todo.pop(pick)
-            running[i] = (combo, _run_combination(a, f, runs_dir, max(1, min(cap, cores // jobs))), keys.get(i) or (None if a.no_cache else _first_to_run(f, runs_dir)))
+            for i, (combo, f) in list(todo[:2 * jobs]):
+                if len(running) >= jobs: break
+                key = None if a.no_cache else _first_to_run(f, runs_dir)
+                if key is not None and key in busy: continue
+                todo.remove((i, (combo, f))); busy.add(key)
+                running[i] = (combo, _run_combination(a, f, runs_dir, max(1, min(cap, cores // jobs)), scheduler), key)
+            check = time.monotonic() + 0.5
         for i, (combo, proc, _) in list(running.items()):
             if proc.poll() is None: continue
             print(f"[{i}/{len(combos)}] {', '.join(f'{k}={v}' for k, v in combo.items())}\n{proc.stdout.read().rstrip()}", flush=True)
@@ -117,7 +135,7 @@ def cmd_run(a) -> int:
           f"{'to run: ' + ', '.join(todo) if todo else 'all cached'}", flush=True)
     if executor == 'dask' and todo: print(f"executor: dask, {'the scheduler at ' + scheduler if scheduler else 'a LocalCluster started for this run'}", flush=True)
     man = run_plan(plan, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote if zygote is not None else True,
-                   jobs=a.jobs, keep_going=a.keep_going, executor=executor, scheduler=scheduler, **opts)
+                   jobs=a.jobs, keep_going=a.keep_going, executor=executor, scheduler=scheduler, remote=getattr(a, 'remote', None), **opts)
     run_dir = Path(runs_dir or plan.root/'outputs'/'runs')/man['run_id']
     done = sum(s['status'] in ('ok', 'cached') for s in man['stages'].values())
     cached = sum(s['status'] == 'cached' for s in man['stages'].values())
@@ -125,7 +143,7 @@ def cmd_run(a) -> int:
     if man['status'] != 'ok':
         st = man['stages'][man['failed_stage']]
         print(f"stage '{man['failed_stage']}' failed; its notebook: {run_dir/st['output']}", file=sys.stderr)
-    print(f"report: {run_dir/'report.html'}")
+    print(f"report: {run_dir/'report.html'}" + (f" (copied to {a.remote}/{man['run_id']}/)" if getattr(a, 'remote', None) else ''))
     return 0 if man['status'] == 'ok' else 1
 
 def cmd_status(a) -> int:
@@ -322,7 +340,7 @@ def parser() -> argparse.ArgumentParser:
     co = sub.add_parser('compare', help='compare runs, or the runs of a sweep, side by side: differing parameters, the headline metric with its interval, time')
     co.set_defaults(func=cmd_compare); co.add_argument('runs', nargs='+', metavar='SWEEP|RUN', help='a sweep id, run ids or unique prefixes, or latest')
     co.add_argument('--html', help='where to write the HTML table (default: the sweep folder, or RUNS/compare.html)')
-    for s in sub.choices.values(): s.add_argument('--runs-dir', help='where runs live (default: outputs/runs in the project; the cache index is outputs/cache.db, or RUNS_DIR-cache.db beside this folder)')
+    for s in sub.choices.values(): s.add_argument('--runs-dir', help='where runs live (default: outputs/runs in the project; the cache index is outputs/cache.db, or RUNS_DIR-cache.db beside this folder); an fsspec URL such as s3://bucket/runs: runs are written to a local mirror, outputs/mirror/..., and copied there, and Dask workers read and write it')
     n = sub.add_parser('new', help='write params/NAME.yaml for your own table: the task, schema, column roles and a model'); n.set_defaults(func=cmd_new)
     n.add_argument('name', help='the pipeline and model name'); n.add_argument('--data', required=True, help='a CSV or Parquet file')
     n.add_argument('--target', required=True, help='the column to predict')
@@ -371,7 +389,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     "Entry point of the `mlnb` command."
     a = parser().parse_args(argv)
-    try: return a.func(a)
+    try:
+        if '://' in str(getattr(a, 'runs_dir', None) or ''):  # a URL (fsspec): runs are written to a local mirror and copied there
+            from mlnb.pipeline import mirror_dir
+            from mlnb.engine import remote_fs
+            try: remote_fs(a.runs_dir)
+            except (ImportError, ValueError) as e: raise MlnbError(f'--runs-dir {a.runs_dir}: {e}') from None  # e.g. s3fs not installed
+            a.remote, a.runs_dir = a.runs_dir, str(mirror_dir(project_root(), a.runs_dir))
+        return a.func(a)
     except MlnbError as e:
         print(f'mlnb: error: {e}', file=sys.stderr); return 2
     except KeyboardInterrupt:

@@ -11,7 +11,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CHECK', 'KERNEL_MODULES', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
            'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor',
-           'worker_zygote', 'warm_worker', 'run_stage_task', 'interrupt_stage', 'DaskExecutor']
+           'remote_fs', 'put_files', 'get_files', 'worker_zygote', 'warm_worker', 'run_stage_task', 'interrupt_stage',
+           'DaskExecutor']
 
 # %% ../nbs/07_engine.ipynb #60804193
 CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
@@ -229,13 +230,27 @@ class KernelPool:
         kc.execute(_WARM.format(mods=mods), silent=True, store_history=False)
         self.pending[key] = (km, kc)
 
-    def take(self, key: str, nb_path: Path, threads: int | None = None):
-        "The kernel manager started for `key` (starting one now if there is none); `threads`: its thread budget (OpenMP, BLAS), set with threadpoolctl."
+    def claim(self, key: str, nb_path: Path) -> tuple:
+        "Take the kernel started for `key` out of the pool (starting one now if there is none): `(manager, client)`."
         if key not in self.pending: self.start(key, nb_path)
-        km, kc = self.pending.pop(key)
-        if threads: kc.execute(f'import threadpoolctl as _t; _t.threadpool_limits({int(threads)}); del _t', silent=True, store_history=False)  # before the notebook's first cell
+        return self.pending.pop(key)
+
+    def ready(self, kernel: tuple, threads: int | None = None):
+        "Set a claimed kernel's thread budget (OpenMP, BLAS, with threadpoolctl) and return its manager, for papermill."
+        km, kc = kernel
+        if threads:  # before the notebook's first cell; its reply is awaited: a message still queued when the channels close is dropped (linger 0)
+            mid = kc.execute(f'import threadpoolctl as _t; _t.threadpool_limits({int(threads)}); del _t', silent=True, store_history=False)
+            end = time.monotonic() + 120
+            while time.monotonic() < end:
+                try:
+                    if kc.get_shell_msg(timeout=max(0.01, end - time.monotonic()))['parent_header'].get('msg_id') == mid: break
+                except queue.Empty: break
         kc.stop_channels()
         return km
+
+    def take(self, key: str, nb_path: Path, threads: int | None = None):
+        "`claim` and `ready` at once: the kernel manager for `key`, with its thread budget set."
+        return self.ready(self.claim(key, nb_path), threads)
 
     def stop(self, km):
         "Shut down `km`'s kernel if it still runs (papermill stops it, except after an interrupt)."
@@ -312,14 +327,17 @@ class LocalExecutor:
         if job.name not in self.pool.pending: self.pool.start(job.name, job.notebook)
     def start(self, job: Job, threads: int | None = None):
         "Start `job` and return; `threads`: its thread budget (applied with threadpoolctl in its kernel)."
-        km = self.pool.take(job.name, job.notebook, threads)
-        self.running[job.name] = km
+        kernel = self.pool.claim(job.name, job.notebook)
         def work():
-            err = None
-            try: execute_notebook(job.notebook, job.output, job.params, km, self.cwd)
+            err, km = None, None
+            try:
+                km = self.pool.ready(kernel, threads)  # in this thread: it waits for the kernel to confirm the thread budget
+                self.running[job.name] = km
+                execute_notebook(job.notebook, job.output, job.params, km, self.cwd)
             except BaseException as e: err = e
             finally:
-                self.pool.stop(km); self.running.pop(job.name, None); self.done.put((job, err))
+                if km is not None: self.pool.stop(km)
+                self.running.pop(job.name, None); self.done.put((job, err))
         threading.Thread(target=work, name=f'mlnb-{job.name}', daemon=True).start()
     def wait(self) -> tuple:
         "The next job that ended and its error (`None` when it succeeded); blocks until one ends."
@@ -335,6 +353,36 @@ class LocalExecutor:
         if self.running: self.interrupt()
         self.pool.close()
 
+
+# %% ../nbs/07_engine.ipynb #07a64abe
+def remote_fs(url: str) -> tuple:
+    "`(fsspec filesystem, root path)` of a runs folder given as a URL: `s3://bucket/runs`, `file:///shared/runs`, `memory://runs`."
+    import fsspec
+    fs, root = fsspec.core.url_to_fs(url)
+    return fs, root.rstrip('/')
+
+def put_files(fs, root: str, run_dir: Path, rels) -> list:
+    "Upload the files `rels` (paths relative to `run_dir`, folders taken whole) under `root/<run id>/`; return what was uploaded."
+    done = []
+    for rel in rels:
+        src = Path(run_dir)/rel
+        files = [src] if src.is_file() else sorted(p for p in src.rglob('*') if p.is_file()) if src.is_dir() else []
+        for f in files:
+            r = f.relative_to(run_dir).as_posix(); dst = f'{root}/{Path(run_dir).name}/{r}'
+            fs.makedirs(dst.rsplit('/', 1)[0], exist_ok=True); fs.put_file(str(f), dst); done.append(r)
+    return done
+
+def get_files(fs, root: str, run_id: str, rels, local: Path) -> list:
+    "Download `root/<run_id>/<rel>` for each of `rels` (a folder: everything under it) into `local`; return what was downloaded."
+    done = []
+    for rel in rels:
+        src = f'{root}/{run_id}/{Path(rel).as_posix()}'
+        if not fs.exists(src): continue
+        files = [src] if fs.isfile(src) else fs.find(src)
+        for f in files:
+            r = f[len(f'{root}/{run_id}/'):] if f.startswith(f'{root}/{run_id}/') else f.split(f'/{run_id}/', 1)[1]
+            (local/r).parent.mkdir(parents=True, exist_ok=True); fs.get_file(f, str(local/r)); done.append(r)
+    return done
 
 # %% ../nbs/07_engine.ipynb #8da24f77
 _STAGES, _ZYGOTES, _ZLOCK = {}, {}, threading.Lock()  # on a Dask worker: running stages' kernel managers by token; zygotes by project
@@ -362,11 +410,27 @@ def _attempts(out: Path) -> list:
     "Temporary notebooks of `out`'s attempts (a lost worker leaves its attempt's behind)."
     return sorted(out.parent.glob(f'.{out.name}.*.part.ipynb'))
 
-def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: int | None, env: dict, token: str) -> dict:
-    "On a Dask worker: run a stage's notebook in a kernel of its own into a temporary name, rename it to `output`; return where and how it ran."
+def _stage_in(fs, root: str, out: Path, params: dict) -> tuple:
+    "Copy a stage's upstream notebooks and the artifacts they glued from the runs URL into a folder of this worker's; `(folder, its output, its params, files)`."
+    from mlnb.core import is_artifact, read_scraps
+    run_dir, local = out.parent, Path(tempfile.mkdtemp(prefix='mlnb-stage-'))/out.parent.name
+    local.mkdir(parents=True)
+    ups = {k: Path(v).relative_to(run_dir) for k, v in (params.get('upstream') or {}).items()}
+    got = get_files(fs, root, run_dir.name, ups.values(), local)
+    got += get_files(fs, root, run_dir.name, [v['path'] for p in ups.values() for v in read_scraps(local/p).values() if is_artifact(v)], local)
+    moved = {**({'upstream': {k: str(local/p) for k, p in ups.items()}} if 'upstream' in params else {}),
+             **({'artifacts': str(local/Path(params['artifacts']).relative_to(run_dir))} if params.get('artifacts') else {})}
+    return local, local/out.name, {**params, **moved}, got
+
+def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: int | None, env: dict, token: str, remote: str | None = None) -> dict:
+    """On a Dask worker: run a stage's notebook in a kernel of its own into a temporary name, rename it to `output`; return where and how it ran.
+    `remote`: the runs folder is that URL, not a shared path: the inputs are copied in first and the stage's files copied back after."""
     import uuid
     from distributed import get_worker, secede
-    w, out = get_worker(), Path(output)
+    w, out, staged = get_worker(), Path(output), []
+    if remote:
+        fs, root = remote_fs(remote)
+        local, out, params, staged = _stage_in(fs, root, out, params)
     stale = _attempts(out)
     for p in stale: p.unlink(missing_ok=True)  # an earlier attempt on a worker that was lost: never read
     tmp = out.with_name(f'.{out.name}.{uuid.uuid4().hex[:8]}.part.ipynb'); tmp.touch()  # marks this attempt
@@ -382,8 +446,11 @@ def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: 
             _STAGES.pop(token, None); pool.stop(km)
             if tmp.exists() and tmp.stat().st_size: os.replace(tmp, out)  # papermill wrote it (the error is in it when the notebook failed)
             tmp.unlink(missing_ok=True)
-    finally: pool.zygote = None; pool.close()  # the worker keeps its zygote for the stages that come next
-    return dict(worker=w.address, host=os.uname().nodename, threads=threads, attempt=len(stale) + 1)
+            if remote: put_files(fs, root, local, [*([Path(params['artifacts']).relative_to(local)] if params.get('artifacts') else []), out.name])  # the notebook last
+    finally:
+        pool.zygote = None; pool.close()  # the worker keeps its zygote for the stages that come next
+        if remote: shutil.rmtree(local.parent, ignore_errors=True)
+    return dict(worker=w.address, host=os.uname().nodename, threads=threads, attempt=len(stale) + 1, **({'staged_in': len(staged)} if remote else {}))
 
 def interrupt_stage(token: str) -> bool:
     "On a Dask worker: interrupt (Ctrl-C) the kernel of stage `token` if it runs there."
@@ -403,11 +470,11 @@ def _lost(job: Job, e) -> Exception:
 
 class DaskExecutor:
     "Runs each stage as one Dask task: on a `distributed.LocalCluster` of `workers` processes, or on the cluster whose scheduler is at `address`."
-    def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None, notebooks=()):
-        "`notebooks`: the stages' notebooks, whose imports each worker's zygote loads ahead of its first stage."
+    def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None, notebooks=(), remote: str | None = None):
+        "`notebooks`: the stages' notebooks, whose imports each worker's zygote loads ahead of its first stage; `remote`: the runs folder's URL (see `run_stage_task`)."
         import dask, distributed
         from mlnb.core import MlnbError
-        self.cwd, self.done, self.running, self.outputs, self.cluster = Path(cwd), queue.Queue(), {}, [], None
+        self.cwd, self.done, self.running, self.outputs, self.cluster, self.remote = Path(cwd), queue.Queue(), {}, [], None, remote
         if address:
             try: self.client = distributed.Client(address, timeout='10s')
             except (OSError, TimeoutError) as e: raise MlnbError(f'Dask scheduler {address}: cannot connect ({e})') from None
@@ -437,12 +504,17 @@ class DaskExecutor:
         self.check(job)
         token = f'{job.output.parent.name}-{job.name}'
         fut = self.client.submit(run_stage_task, str(job.notebook), str(job.output), job.params, str(self.cwd), threads if self.cluster else None,
-                                 {'MLNB_DASK_SCHEDULER': self.address}, token, key=f'mlnb-{token}', pure=False, resources=job.resources or None)
+                                 {'MLNB_DASK_SCHEDULER': self.address}, token, self.remote, key=f'mlnb-{token}', pure=False, resources=job.resources or None)
         self.running[job.name] = (fut, token); self.outputs.append(job.output)
         def waiter():
             err = None
             try: job.ran = fut.result()
             except BaseException as e: err = _lost(job, e)
+            try:
+                if self.remote:  # what the worker wrote back: the executed notebook (also when it failed) and the stage's artifacts
+                    fs, root = remote_fs(self.remote)
+                    get_files(fs, root, job.output.parent.name, [job.output.name, f'artifacts/{job.name}'], job.output.parent)
+            except Exception as e: err = err or e
             finally: self.running.pop(job.name, None); self.done.put((job, err))
         threading.Thread(target=waiter, name=f'mlnb-{job.name}', daemon=True).start()
     def wait(self) -> tuple:

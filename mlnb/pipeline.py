@@ -20,8 +20,8 @@ from .report import Renderer, write_report
 __all__ = ['DATA_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
            'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'check_stage', 'source_problems',
            'stage_resources', 'load_plan', 'environment', 'git_state', 'new_run_id', 'now', 'stage_params',
-           'stage_inputs', 'split_scraps', 'failure', 'cache_path', 'select_stages', 'will_execute', 'thread_budget',
-           'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs', 'find_run']
+           'stage_inputs', 'split_scraps', 'failure', 'mirror_dir', 'cache_path', 'select_stages', 'will_execute',
+           'thread_budget', 'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs', 'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -250,6 +250,11 @@ def failure(e) -> dict:
     return dict(cell=None, ename=type(e).__name__, evalue=str(e)[:500])
 
 # %% ../nbs/01_pipeline.ipynb #2137c9c7
+def mirror_dir(root: Path, url: str) -> Path:
+    "The local mirror of a runs folder given as a URL (`s3://bucket/runs` -> `outputs/mirror/s3/bucket/runs`): manifests, cache index and reports live there too."
+    proto, _, rest = url.partition('://')
+    return Path(root)/'outputs'/'mirror'/proto/rest.strip('/')
+
 def cache_path(root: Path, runs_dir: Path) -> Path:
     "The cache index of project `root`: `outputs/cache.db` for its runs, else `<runs folder>-cache.db` beside the runs it points into."
     runs_dir = Path(runs_dir).resolve()
@@ -299,13 +304,14 @@ def thread_budget(cores: int, cap: int, used: int, n_parallel: int) -> int:
 
 def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True, cache=True,
              force=(), only=None, start=None, until=None, jobs: int | None = None, keep_going: bool = False,
-             executor: str = 'local', scheduler: str | None = None) -> dict:
+             executor: str = 'local', scheduler: str | None = None, remote: str | None = None) -> dict:
     """Run `plan` into a new run folder, reusing cached stages; return the manifest (also written to `run.json`).
     Stages with no path between them run at once, up to `jobs` (default: the cores), each with a thread budget;
     after a failure nothing new starts unless `keep_going` (then every stage not depending on it runs).
     `force`: stage names (or 'all') to run even when cached; `only`/`start`/`until`: a partial run (`--only`, `--from`, `--until`);
     `zygote`: see `KernelPool`; `cache`: False to neither read nor write the cache index;
-    `executor`: `local` (kernels on this machine) or `dask` (each stage a task on a LocalCluster, or on the cluster at `scheduler`)."""
+    `executor`: `local` (kernels on this machine) or `dask` (each stage a task on a LocalCluster, or on the cluster at `scheduler`);
+    `remote`: an fsspec URL the run is copied to as it goes (`runs_dir` is then its local mirror; Dask workers read and write the URL)."""
     from mlnb.cache import Cache, stage_parts, lookup, output_digest, stage_effect, link_entry, versions, plan_status
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
     include, must_run, must_cache = select_stages(plan, only, start, until)
@@ -327,6 +333,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None, pid=os.getpid(), host=platform.node(),
                params_file=str(plan.path), params=plan.raw, headline=plan.headline, git=git_state(plan.root),
                environment=environment(), cache=str(db.path) if db else None, jobs=jobs, executor=dict(kind=kind), stages={})
+    if remote: man['runs_url'] = remote
     if only or start or until: man['partial'] = {k: v for k, v in dict(only=only, start=start, until=until).items() if v}
     for s in stages:
         man['stages'][s.name] = dict(notebook=str(s.notebook.relative_to(plan.root) if s.notebook.is_relative_to(plan.root) else s.notebook),
@@ -336,12 +343,15 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     save()
     jobs_of = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name], resources=s.resources) for s in stages}
     ex, renderer, t_run, vers, digests = None, None, time.monotonic(), versions(), {}
+    from mlnb.engine import remote_fs, put_files
+    target = remote_fs(remote) if remote else None
+    push = lambda rels: target and put_files(*target, run_dir, rels)  # a copy at the runs URL, as each stage's files are final
     def executor():
         nonlocal ex, renderer
         if ex is None and kind == 'dask':  # each stage a Dask task; the cache and the manifest stay here
             from mlnb.engine import DaskExecutor
             if zygote not in (True, False): zygote.close()
-            ex = DaskExecutor(plan.root, scheduler, workers=jobs, notebooks=[s.notebook for s in stages if predicted.get(s.name) != 'cached'])
+            ex = DaskExecutor(plan.root, scheduler, workers=jobs, notebooks=[s.notebook for s in stages if predicted.get(s.name) != 'cached'], remote=remote)
             man['executor'].update(scheduler=ex.address, cluster='started for this run' if ex.cluster else 'given', distributed=metadata.version('distributed')); save()
             for s in stages:
                 if s.resources and predicted.get(s.name) != 'cached': ex.check(jobs_of[s.name])
@@ -360,6 +370,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         if (run_dir/outputs[job.name]).exists():
             st['glued'], st['artifacts'] = split_scraps(read_scraps(run_dir/outputs[job.name]))
             if renderer: renderer.submit(run_dir/outputs[job.name])
+            if kind == 'local': push([outputs[job.name], f'artifacts/{job.name}'])  # a Dask worker wrote its files to the URL itself
         if err is None:
             st['status'] = 'ok'; digests[job.name] = output_digest(st['glued'], st['artifacts'])
             if db: db.put(key, job.name, run_id, run_dir, outputs[job.name], digests[job.name], st['glued'], st['artifacts'], parts, stage_effect(st['glued']))
@@ -389,6 +400,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                 params, shown, key, parts, hit, why, t0 = looked[s.name]
                 if hit:
                     link_entry(hit, run_dir, outputs[s.name]); db.repoint(key, run_id, run_dir, outputs[s.name])
+                    push([outputs[s.name], *(ref['path'] for ref in (hit['artifacts'] or {}).values())])  # where workers read upstream files
                     st.update(parameters=shown, status='cached', cached_from=hit['run_id'], key=key, glued=hit['glued'], artifacts=hit['artifacts'],
                               duration_s=round(time.monotonic() - t0, 3))
                     digests[s.name] = hit['digest']; pending.remove(s)
@@ -419,6 +431,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         save()
         if renderer: renderer.close()
         if render: write_report(man, run_dir)
+        push(['params.yaml', 'report.html', *(o.replace('.ipynb', '.html') for o in outputs.values()), 'run.json'])
     return man
 
 def run(params_path: str | Path = 'params/default.yaml', runs_dir=None, on_stage=None, render=True, **kw) -> dict:

@@ -118,3 +118,52 @@ def test_a_local_cluster_runs_stages_as_tasks(tmp_path):
     assert all(st['worker'].startswith('tcp://127.0.0.1:') for st in m['stages'].values())
     r = mlnb('run', p, '--runs-dir', tmp_path/'runs', '--executor', 'dask')        # all cached: no cluster is started
     assert r.returncode == 0 and 'all cached' in r.stdout and 'executor: dask' not in r.stdout, r.stdout
+
+@pytest.mark.slow
+def test_a_sweep_runs_every_combination_on_the_cluster(cluster, tmp_path):
+    p = write_params(tmp_path/'p.yaml', {'stages': {'a': {'notebook': SLEEP, 'params': {'seconds': 0}},
+                                                    'b': {'notebook': SLEEP, 'upstream': ['a'], 'params': {'seconds': 0}}},
+                                         'sweep': {'b.seconds': [0, 0.5]}})
+    r = mlnb('run', p, '--runs-dir', tmp_path/'runs', '--scheduler', cluster.scheduler.address)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mans = [json.loads(f.read_text()) for f in (tmp_path/'runs').glob('*/run.json')]
+    full = [m for m in mans if not m.get('partial')]
+    assert len(mans) == 3 and len(full) == 2                                   # the shared stage `a` once, then one run per value
+    assert all(m['executor']['scheduler'] == cluster.scheduler.address for m in mans)
+    assert sorted(m['stages']['b']['parameters']['seconds'] for m in full) == [0, 0.5]
+    assert all(m['stages']['a']['status'] == 'cached' and m['stages']['b']['worker'] in cluster.scheduler_info()['workers'] for m in full)
+
+@pytest.mark.slow
+def test_a_runs_url_needs_no_shared_folder(cluster, tmp_path):
+    "`--runs-dir file://…` (any fsspec URL): workers copy their inputs from the URL into a folder of their own and their files back."
+    import shutil
+    from mlnb.core import sha256_file
+    from mlnb.pipeline import mirror_dir
+    url, addr = f'file://{tmp_path}/bucket/runs', cluster.scheduler.address
+    mirror = mirror_dir(ROOT, url)
+    try:
+        p = small_params(); p['stages']['explain']['params'].update(sample_size=40)
+        r = mlnb('run', write_params(tmp_path/'small.yaml', p), '--runs-dir', url, '--until', 'explain', '--scheduler', addr)
+        assert r.returncode == 0, r.stdout + r.stderr
+        m = manifest(mirror); remote = tmp_path/'bucket'/'runs'/m['run_id']
+        assert m['runs_url'] == url and f'(copied to {url}/{m["run_id"]}/)' in r.stdout
+        for s, st in m['stages'].items():
+            assert st['staged_in'] > 0 or not st['upstream'], (s, st)                # upstream notebooks and artifacts copied in
+            for ref in st['artifacts'].values(): assert sha256_file(remote/ref['path']) == ref['sha256']
+        assert (remote/'run.json').exists() and (remote/'report.html').exists()
+        injected = json.loads((remote/m['stages']['train']['output']).read_text())
+        src = ''.join(next(c['source'] for c in injected['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])))
+        assert '/mlnb-stage-' in src and str(mirror) not in src                     # the worker read its own copies, not the runner's folder
+
+        p['stages']['explain']['params'].update(sample_size=50)                     # only explain changes: the rest comes from the cache
+        r = mlnb('run', write_params(tmp_path/'small.yaml', p), '--runs-dir', url, '--until', 'explain', '--scheduler', addr)
+        assert r.returncode == 0, r.stdout + r.stderr
+        m2 = manifest(mirror); remote2 = tmp_path/'bucket'/'runs'/m2['run_id']
+        assert m2['stages']['explain']['status'] == 'ok' and m2['stages']['explain']['staged_in'] > 0
+        assert m2['stages']['train']['status'] == 'cached' and (remote2/m2['stages']['train']['output']).exists()
+        for ref in m2['stages']['train']['artifacts'].values(): assert sha256_file(remote2/ref['path']) == ref['sha256']
+    finally:
+        shutil.rmtree(mirror_dir(ROOT, f'file://{tmp_path}'), ignore_errors=True)   # the mirror and its cache index sit in outputs/mirror/
+        for d in mirror_dir(ROOT, f'file://{tmp_path}').parents:
+            if d == ROOT/'outputs' or not d.exists() or any(d.iterdir()): break
+            d.rmdir()
