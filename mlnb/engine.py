@@ -11,8 +11,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CHECK', 'KERNEL_MODULES', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
            'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor',
-           'remote_fs', 'put_files', 'get_files', 'worker_zygote', 'warm_worker', 'run_stage_task', 'interrupt_stage',
-           'DaskExecutor']
+           'remote_fs', 'put_files', 'get_files', 'library_signature', 'worker_zygote', 'warm_worker', 'run_stage_task',
+           'interrupt_stage', 'DaskExecutor']
 
 # %% ../nbs/07_engine.ipynb #60804193
 CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
@@ -385,15 +385,30 @@ def get_files(fs, root: str, run_id: str, rels, local: Path) -> list:
     return done
 
 # %% ../nbs/07_engine.ipynb #8da24f77
-_STAGES, _ZYGOTES, _ZLOCK = {}, {}, threading.Lock()  # on a Dask worker: running stages' kernel managers by token; zygotes by project
+_STAGES, _ZYGOTES, _ZLOCK, _RETIRED, _USERS = {}, {}, threading.Lock(), [], {}  # on a Dask worker: running stages' kernels; zygotes by project; old ones; stages per zygote
+
+def _use(z, n: int):
+    "Count a stage in (`n=1`) or out (`-1`) of zygote `z`; close retired zygotes that no running stage uses."
+    with _ZLOCK:
+        if z is not None: _USERS[id(z)] = _USERS.get(id(z), 0) + n
+        for old in [r for r in _RETIRED if not _USERS.get(id(r))]: _RETIRED.remove(old); _USERS.pop(id(old), None); old.close()
+
+def library_signature() -> tuple:
+    "Names, sizes and modification times of the `mlnb` package's files: a zygote that imported an older version must not fork kernels."
+    import importlib.util
+    d = Path(importlib.util.find_spec('mlnb').origin).parent
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.glob('*.py')))
 
 def worker_zygote(cwd: str, notebooks=()) -> Zygote | None:
-    "This worker's zygote for project `cwd`, importing what `notebooks` import (in their order) while it waits for stages."
+    "This worker's zygote for project `cwd`, importing what `notebooks` import (in their order) while it waits for stages; a new one when `mlnb` changed."
     with _ZLOCK:
-        z = _ZYGOTES.get(cwd)
-        if z is None or z.proc.poll() is not None:  # malloc reads its settings at process start: forked kernels keep the zygote's
+        z, sig = _ZYGOTES.get(cwd), library_signature()
+        if z is not None and (z.proc.poll() is not None or z.signature != sig):  # the workers outlive the edits of a project
+            _RETIRED.append(z); z = None  # closed once no stage's kernel came from it (a zygote's kernels end with it)
+        if z is None:  # malloc reads its settings at process start: forked kernels keep the zygote's
             env = {k: v for k, v in kernel_env().items() if k not in _nanny_environ()}
             z = _ZYGOTES[cwd] = start_zygote(cwd, [Path(nb) for nb in notebooks], env)
+            if z is not None: z.signature = sig
         return z
 
 def _nanny_environ() -> list:
@@ -436,7 +451,8 @@ def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: 
     tmp = out.with_name(f'.{out.name}.{uuid.uuid4().hex[:8]}.part.ipynb'); tmp.touch()  # marks this attempt
     secede()  # the kernel does the work; this worker's slot is free for the fits train sends to the cluster
     threads = threads or w.state.nthreads
-    pool = KernelPool(Path(cwd), zygote=worker_zygote(cwd, [notebook]) or False)
+    z = worker_zygote(cwd, [notebook]); _use(z, 1)
+    pool = KernelPool(Path(cwd), zygote=z or False)
     for k in _nanny_environ(): pool.env.pop(k, None)  # the nanny's settings for the worker, not for a stage's kernel
     pool.env.update(env)
     try:
@@ -448,7 +464,7 @@ def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: 
             tmp.unlink(missing_ok=True)
             if remote: put_files(fs, root, local, [*([Path(params['artifacts']).relative_to(local)] if params.get('artifacts') else []), out.name])  # the notebook last
     finally:
-        pool.zygote = None; pool.close()  # the worker keeps its zygote for the stages that come next
+        pool.zygote = None; pool.close(); _use(z, -1)  # the worker keeps its zygote for the stages that come next
         if remote: shutil.rmtree(local.parent, ignore_errors=True)
     return dict(worker=w.address, host=os.uname().nodename, threads=threads, attempt=len(stale) + 1, **({'staged_in': len(staged)} if remote else {}))
 
