@@ -108,7 +108,7 @@ def _sweep_runs(a, sid, combos, first, runs_dir, cores, jobs, raw, scheduler) ->
         for i, (combo, proc, _) in list(running.items()):
             if proc.poll() is None: continue
             print(f"[{i}/{len(combos)}] {', '.join(f'{k}={v}' for k, v in combo.items())}\n{proc.stdout.read().rstrip()}", flush=True)
-            rcs.append(proc.returncode); del running[i]
+            rcs.append(proc.returncode); del running[i]; check = 0.0  # a slot is free: look for the next one now
         time.sleep(0.1)
     mans = sorted((m for m in list_runs(runs_dir) if ((m.get('params') or {}).get('sweep_run') or {}).get('id') == sid and not m.get('partial')), key=lambda m: m['run_id'])
     t = compare_table(mans); page = write_text(runs_dir/'_sweeps'/sid/'compare.html', compare_html(t, f'mlnb sweep {sid}'))
