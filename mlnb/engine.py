@@ -318,7 +318,17 @@ class Job:
     resources: dict = field(default_factory=dict)  # what a Dask worker must offer to take it, e.g. {'memory': 8e9}
     ran: dict = field(default_factory=dict)  # where and how it ran, as the executor learned it (worker, attempt, threads)
 
-class LocalExecutor:
+class _Executor:
+    "What executors share: a queue of the jobs that ended, and `running` (stage name -> a handle) while they run."
+    def wait(self) -> tuple:
+        "The next job that ended and its error (`None` when it succeeded); blocks until one ends."
+        return self.done.get()
+    def _drain(self, grace: float):
+        "Give the running stages `grace` seconds to end (after an interrupt)."
+        end = time.monotonic() + grace
+        while self.running and time.monotonic() < end: time.sleep(0.05)
+
+class LocalExecutor(_Executor):
     "Runs stages in local kernels forked from a warm zygote, each in a thread of its own: several at once when the runner starts several."
     def __init__(self, cwd: Path, notebooks=(), zygote: Zygote | bool = True):
         self.cwd, self.pool, self.done, self.running = Path(cwd), KernelPool(cwd, notebooks, zygote=zygote), queue.Queue(), {}
@@ -339,15 +349,11 @@ class LocalExecutor:
                 if km is not None: self.pool.stop(km)
                 self.running.pop(job.name, None); self.done.put((job, err))
         threading.Thread(target=work, name=f'mlnb-{job.name}', daemon=True).start()
-    def wait(self) -> tuple:
-        "The next job that ended and its error (`None` when it succeeded); blocks until one ends."
-        return self.done.get()
     def interrupt(self, grace: float = 10):
         "Interrupt every running stage's kernel (Ctrl-C) and give their notebooks `grace` seconds to be written."
         for km in list(self.running.values()):
             if (proc := getattr(km.provisioner, 'process', None)) is not None: proc.send_signal(signal.SIGINT)
-        end = time.monotonic() + grace
-        while self.running and time.monotonic() < end: time.sleep(0.05)
+        self._drain(grace)
     def close(self):
         "Interrupt what still runs, then end the kernels and the zygote."
         if self.running: self.interrupt()
@@ -484,7 +490,7 @@ def _lost(job: Job, e) -> Exception:
                          f"(last: {getattr(getattr(e, 'last_worker', None), 'address', e)}); its unfinished notebook was discarded")
     return e
 
-class DaskExecutor:
+class DaskExecutor(_Executor):
     "Runs each stage as one Dask task: on a `distributed.LocalCluster` of `workers` processes, or on the cluster whose scheduler is at `address`."
     def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None, notebooks=(), remote: str | None = None):
         "`notebooks`: the stages' notebooks, whose imports each worker's zygote loads ahead of its first stage; `remote`: the runs folder's URL (see `run_stage_task`)."
@@ -533,16 +539,12 @@ class DaskExecutor:
             except Exception as e: err = err or e
             finally: self.running.pop(job.name, None); self.done.put((job, err))
         threading.Thread(target=waiter, name=f'mlnb-{job.name}', daemon=True).start()
-    def wait(self) -> tuple:
-        "The next job that ended and its error (`None` when it succeeded); blocks until one ends."
-        return self.done.get()
     def interrupt(self, grace: float = 10):
         "Interrupt every running stage's kernel on its worker and give their notebooks `grace` seconds to be written."
         for fut, token in list(self.running.values()):
             try: self.client.run(interrupt_stage, token)
             except Exception: pass
-        end = time.monotonic() + grace
-        while self.running and time.monotonic() < end: time.sleep(0.05)
+        self._drain(grace)
     def close(self):
         "Interrupt what still runs, cancel it, remove lost attempts' files, and close the client (and the cluster mlnb started)."
         if self.running: self.interrupt()

@@ -33,8 +33,8 @@ class Stage:
     notebook: Path
     upstream: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
-    declared: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=dict)  # what a Dask worker must offer to take the stage, e.g. {'memory': 8e9} (`--executor dask`)  # the notebook's parameters: name -> papermill's reading (None before the check)
+    declared: dict = field(default_factory=dict)  # the notebook's parameters: name -> papermill's reading (None before the check)
+    resources: dict = field(default_factory=dict)  # what a Dask worker must offer to take the stage, e.g. {'memory': 8e9} (`--executor dask`)
 
 @dataclass
 class Plan:
@@ -163,8 +163,8 @@ def source_problems(stage: Stage, shared: dict, where: str) -> list:
 # %% ../nbs/01_pipeline.ipynb #363fccf4
 def stage_resources(stage: str, spec, src: Path) -> dict:
     "A stage's `resources:` as numbers Dask can match against its workers' (`8GB` is bytes), with an error naming the stage and key."
-    from dask.utils import parse_bytes
     if spec is None: return {}
+    from dask.utils import parse_bytes  # only here: importing dask costs every `mlnb run` a few tenths of a second
     if not isinstance(spec, dict): raise MlnbError(f"{src}: stage '{stage}': `resources:` must be a mapping such as {{memory: 8GB}}, got {spec!r}")
     out = {}
     for k, v in spec.items():
