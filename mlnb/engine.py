@@ -507,7 +507,7 @@ class DaskExecutor(_Executor):
             with dask.config.set({'distributed.scheduler.allowed-failures': 1,  # a lost worker's stage is retried once elsewhere
                                   'distributed.nanny.pre-spawn-environ': environ}):  # train's folds ran slower with dask's malloc trimming
                 self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=':0',
-                                                        silence_logs=logging.ERROR, memory_limit=mem, resources={'memory': mem})
+                                                        silence_logs=logging.CRITICAL, memory_limit=mem, resources={'memory': mem})  # a failing stage is reported by mlnb, not as a worker's traceback
             self.client = distributed.Client(self.cluster)
         self.address = self.client.scheduler.address
         try: self.client.run(warm_worker, str(self.cwd), [str(nb) for nb in notebooks])
