@@ -51,6 +51,12 @@ def _run_combination(a, f: Path, runs_dir: Path, threads: int, scheduler: str | 
     cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going + (['--scheduler', scheduler] if scheduler else [])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'OMP_NUM_THREADS': str(threads)})
 
+def _executor_choice(a) -> tuple:
+    "`(executor, scheduler)` from `--executor`, `--scheduler` and `MLNB_DASK_SCHEDULER` (a scheduler, given either way, means Dask unless `--executor local`)."
+    scheduler = a.scheduler or os.environ.get('MLNB_DASK_SCHEDULER')
+    if a.executor == 'local': return 'local', None
+    return ('dask', scheduler) if a.executor == 'dask' or scheduler else ('local', None)
+
 def _first_to_run(f: Path, runs_dir: Path) -> str | None:
     "The cache key of the first stage a combination's run would execute (`None`: all cached)."
     from mlnb.cache import Cache, plan_status
@@ -72,9 +78,9 @@ def cmd_sweep(a, raw: dict) -> int:
     cores = os.cpu_count() or 1; jobs = min(a.jobs or cores, len(combos))
     print(f'mlnb sweep {sid}: {len(combos)} runs of {a.params}, {jobs} at a time', flush=True)
     first, cluster, scheduler = load_plan(combos[0][1]), None, None
-    if a.executor == 'dask' or a.scheduler:  # every run's stages go to one cluster: the one named, or a LocalCluster for the whole sweep
+    executor, scheduler = _executor_choice(a)
+    if executor == 'dask':  # every run's stages go to one cluster: the one named, or a LocalCluster for the whole sweep
         from mlnb.engine import DaskExecutor
-        scheduler = a.scheduler or os.environ.get('MLNB_DASK_SCHEDULER')
         if not scheduler: cluster = DaskExecutor(first.root, workers=cores); scheduler = cluster.address
         print(f'executor: dask, the scheduler at {scheduler}', flush=True)
     try: return _sweep_runs(a, sid, combos, first, runs_dir, cores, jobs, raw, scheduler)
@@ -124,8 +130,7 @@ def cmd_run(a) -> int:
     light = load_plan(a.params, check=False)
     opts = dict(cache=not a.no_cache, force=['all'] if a.force == [] else (a.force or ()), only=a.only, start=getattr(a, 'from'), until=a.until)
     todo = will_execute(light, runs_dir, **opts)
-    scheduler = a.scheduler or os.environ.get('MLNB_DASK_SCHEDULER') if (a.executor == 'dask' or a.scheduler) else None
-    executor = 'dask' if a.executor == 'dask' or a.scheduler else 'local'
+    executor, scheduler = _executor_choice(a)
     zygote = _zygote_for(light, todo) if todo and executor == 'local' else False
     try: plan = load_plan(a.params) if todo else light  # nothing to execute: the cached stages were checked when they ran
     except BaseException:
@@ -324,9 +329,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--until', metavar='STAGE', help='stop after STAGE')
     r.add_argument('--jobs', '-j', type=int, metavar='N', help='stages run at once when the DAG allows (default: the number of cores)')
     r.add_argument('--keep-going', '-k', action='store_true', help='after a stage fails, still run every stage that does not depend on it')
-    r.add_argument('--executor', choices=['local', 'dask'], default='local', help='local: kernels on this machine (default); dask: each stage a Dask task, '
+    r.add_argument('--executor', choices=['local', 'dask'], help='local: kernels on this machine (the default, unless a scheduler is given); dask: each stage a Dask task, '
                    'on a LocalCluster of --jobs worker processes unless --scheduler names a running cluster')
-    r.add_argument('--scheduler', metavar='ADDRESS', help='a running Dask scheduler, e.g. tcp://HOST:8786 (implies --executor dask; default: $MLNB_DASK_SCHEDULER)')
+    r.add_argument('--scheduler', metavar='ADDRESS', help='a running Dask scheduler, e.g. tcp://HOST:8786, or $MLNB_DASK_SCHEDULER: the run executes there (unless --executor local)')
     r.add_argument('--resume', nargs='?', const='latest', metavar='RUN', help='run the parameter file of a failed or interrupted run again '
                    '(default: the latest); the stages that succeeded come from the cache')
     st = sub.add_parser('status', help='say which stages of a parameter file are cached and why the others will run'); st.set_defaults(func=cmd_status)

@@ -196,7 +196,8 @@ PRELOAD = ('mlnb.core', 'scrapbook')  # every stage reads upstream values and gl
 
 def kernel_env() -> dict:
     "The environment of every stage's kernel: the runner's, with a fixed hash seed and the inline plot backend."
-    return {**os.environ, 'PYTHONHASHSEED': os.environ.get('PYTHONHASHSEED', '0'),
+    env = {k: v for k, v in os.environ.items() if k != 'MLNB_DASK_SCHEDULER'}  # a Dask run sets it for its own stages' kernels
+    return {**env, 'PYTHONHASHSEED': os.environ.get('PYTHONHASHSEED', '0'),
             'MPLBACKEND': os.environ.get('MPLBACKEND', 'module://matplotlib_inline.backend_inline')}
 
 def start_zygote(cwd: str | Path, notebooks=(), env: dict | None = None) -> Zygote | None:
