@@ -385,14 +385,14 @@ def get_files(fs, root: str, run_id: str, rels, local: Path) -> list:
     for rel in rels:
         src = f'{root}/{run_id}/{Path(rel).as_posix()}'
         if not fs.exists(src): continue
-        files = [src] if fs.isfile(src) else fs.find(src)
+        files = [src] if fs.isfile(src) else fs.find(src)  # paths as `root` is written (fsspec strips the protocol from both)
         for f in files:
-            r = f[len(f'{root}/{run_id}/'):] if f.startswith(f'{root}/{run_id}/') else f.split(f'/{run_id}/', 1)[1]
+            r = f[len(f'{root}/{run_id}/'):]
             (local/r).parent.mkdir(parents=True, exist_ok=True); fs.get_file(f, str(local/r)); done.append(r)
     return done
 
 # %% ../nbs/07_engine.ipynb #8da24f77
-_STAGES, _ZYGOTES, _ZLOCK, _RETIRED, _USERS = {}, {}, threading.Lock(), [], {}  # on a Dask worker: running stages' kernels; zygotes by project; old ones; stages per zygote
+_STAGES, _ZYGOTES, _ZLOCK, _RETIRED, _USERS = {}, {}, threading.Lock(), [], {}  # on a Dask worker: running stages' kernels; (zygote, library signature) by project; old zygotes; stages per zygote
 
 def _use(z, n: int):
     "Count a stage in (`n=1`) or out (`-1`) of zygote `z`; close retired zygotes that no running stage uses."
@@ -409,13 +409,13 @@ def library_signature() -> tuple:
 def worker_zygote(cwd: str, notebooks=()) -> Zygote | None:
     "This worker's zygote for project `cwd`, importing what `notebooks` import (in their order) while it waits for stages; a new one when `mlnb` changed."
     with _ZLOCK:
-        z, sig = _ZYGOTES.get(cwd), library_signature()
-        if z is not None and (z.proc.poll() is not None or z.signature != sig):  # the workers outlive the edits of a project
+        (z, was), sig = _ZYGOTES.get(cwd, (None, None)), library_signature()
+        if z is not None and (z.proc.poll() is not None or was != sig):  # the workers outlive the edits of a project
             _RETIRED.append(z); z = None  # closed once no stage's kernel came from it (a zygote's kernels end with it)
         if z is None:  # malloc reads its settings at process start: forked kernels keep the zygote's
             env = {k: v for k, v in kernel_env().items() if k not in _nanny_environ()}
-            z = _ZYGOTES[cwd] = start_zygote(cwd, [Path(nb) for nb in notebooks], env)
-            if z is not None: z.signature = sig
+            z = start_zygote(cwd, [Path(nb) for nb in notebooks], env)
+            if z is not None: _ZYGOTES[cwd] = (z, sig)
         return z
 
 def _nanny_environ() -> list:
