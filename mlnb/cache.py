@@ -4,15 +4,16 @@
 
 # %% ../nbs/09_cache.ipynb #a4ecd8a4
 from __future__ import annotations
-import hashlib, json, os, re, shutil, sqlite3, time
+import ast, hashlib, json, os, re, shutil, sqlite3, time
 from pathlib import Path
 from .core import MlnbError
-from .engine import is_check, notebook_imports
+from .engine import is_check
 
 # %% auto #0
-__all__ = ['KEY_VERSION', 'RUNNER_PARAMS', 'PACKAGE', 'LIVE_SOURCES', 'digest', 'code_hash', 'module_hashes', 'named_files',
-           'key_params', 'versions', 'Cache', 'output_digest', 'reasons', 'stage_effect', 'effect_holds', 'check_entry',
-           'link_entry', 'stage_parts', 'stage_key', 'live_source', 'lookup', 'plan_status']
+__all__ = ['KEY_VERSION', 'RUNNER_PARAMS', 'PACKAGE', 'LIVE_SOURCES', 'digest', 'code_hash', 'notebook_modules', 'module_hashes',
+           'named_files', 'key_params', 'versions', 'Cache', 'output_digest', 'reasons', 'stage_effect',
+           'effect_problem', 'check_entry', 'link_entry', 'stage_parts', 'stage_key', 'live_source', 'lookup',
+           'plan_status']
 
 # %% ../nbs/09_cache.ipynb #57de26cc
 KEY_VERSION = 1  # bump when what goes into a key changes
@@ -48,6 +49,19 @@ def _package_imports(path: Path) -> list:
         if base == 'mlnb': out += [f"mlnb.{n.split()[0]}" for n in names.strip('()').split(',') if n.strip()]
         else: out.append(base)
     return out
+
+def notebook_modules(nb_path: str | Path) -> list:
+    "The `mlnb` modules the notebook's executed code cells import anywhere: at the top, inside a function or under an `if`."
+    mods = []
+    for c in json.loads(Path(nb_path).read_text())['cells']:
+        if c['cell_type'] != 'code' or is_check(c): continue
+        try: tree = ast.parse('\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!'))))
+        except SyntaxError: continue
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import): mods += [a.name for a in n.names]
+            elif isinstance(n, ast.ImportFrom) and n.module and not n.level:
+                mods += [f'{n.module}.{a.name}' for a in n.names] if n.module == 'mlnb' else [n.module]
+    return list(dict.fromkeys(m for m in mods if m.split('.')[0] == 'mlnb'))
 
 def module_hashes(mods) -> dict:
     "sha256 of each `mlnb` module among `mods` and of every package module they import, transitively: {'mlnb/x.py': sha}."
@@ -186,21 +200,33 @@ def reasons(now: dict, before: dict | None) -> list:
     return out or ['results missing']
 
 # %% ../nbs/09_cache.ipynb #f24899f1
+def _registry_state(registry: str, name: str, version: int) -> tuple:
+    "`(registered, aliases)`: is `name` v`version` in the registry at `registry`, and `{alias: version}` of `name`; read from its index, without loading it."
+    db = Path(registry)/'registry.db'
+    if not db.exists(): return False, {}
+    con = sqlite3.connect(f'file:{db}?mode=ro', uri=True, timeout=30)
+    try:
+        there = con.execute('select 1 from versions where name=? and version=?', (name, version)).fetchone() is not None
+        return there, {a: v for a, v in con.execute('select alias, version from aliases where name=? order by alias', (name,))}
+    except sqlite3.Error: return False, {}
+    finally: con.close()
+
 def stage_effect(glued: dict) -> dict | None:
-    "The effect outside its run folder that a stage's glued values describe (a registered model version), or None."
+    "The effect outside its run folder that a stage's glued values describe (a registered model version, and the model's aliases it left), or None."
     if all(k in glued for k in ('registry', 'model_name', 'version')):
-        return dict(kind='registry', registry=str(glued['registry']), name=glued['model_name'], version=int(glued['version']))
+        e = dict(kind='registry', registry=str(glued['registry']), name=glued['model_name'], version=int(glued['version']))
+        return {**e, 'aliases': _registry_state(e['registry'], e['name'], e['version'])[1]}
     return None
 
-def effect_holds(effect: dict | None) -> bool:
-    "Is the effect still there (the version still registered)? Read from the registry's index, without loading it."
-    if not effect: return True
-    db = Path(effect['registry'])/'registry.db'
-    if not db.exists(): return False
-    con = sqlite3.connect(f'file:{db}?mode=ro', uri=True, timeout=30)
-    try: return con.execute('select 1 from versions where name=? and version=?', (effect['name'], effect['version'])).fetchone() is not None
-    except sqlite3.Error: return False
-    finally: con.close()
+def effect_problem(effect: dict | None) -> str | None:
+    "Why the effect no longer holds (its version left the registry, or the model's aliases, which deploy's gate reads, moved since), or None."
+    if not effect: return None
+    there, aliases = _registry_state(effect['registry'], effect['name'], effect['version'])
+    if not there: return f"model {effect['name']} v{effect['version']} is no longer in the registry {effect['registry']}"
+    if aliases != effect.get('aliases'):
+        show = lambda a: ', '.join(f'{k} v{v}' for k, v in sorted(a.items())) or 'none'
+        return f"the registry's aliases of {effect['name']} changed since it ran ({show(effect.get('aliases') or {})} → {show(aliases)}): deploy's gate reads them"
+    return None
 
 # %% ../nbs/09_cache.ipynb #169c2c4a
 def check_entry(cache: Cache, e: dict) -> str | None:
@@ -211,7 +237,7 @@ def check_entry(cache: Cache, e: dict) -> str | None:
         p = rd/ref['path']
         if not p.is_file(): return f"artifact {name} ({p}) is missing"
         if cache.file_sha(p) != ref['sha256']: return f"artifact {name} ({p}) changed since it was written (sha256 differs)"
-    if not effect_holds(e.get('effect')): return f"model {e['effect']['name']} v{e['effect']['version']} is no longer in the registry {e['effect']['registry']}"
+    if problem := effect_problem(e.get('effect')): return problem
     return None
 
 def _link(src: Path, dst: Path):
@@ -234,7 +260,7 @@ def stage_parts(notebook: Path, params: dict, upstream: dict, root: Path, cache:
     for f in named_files(params, root):
         p = Path(f) if Path(f).is_absolute() else root/f
         data[f] = cache.file_sha(p)
-    return dict(v=KEY_VERSION, code=code_hash(notebook), modules=module_hashes(notebook_imports(notebook)), params=key_params(params),
+    return dict(v=KEY_VERSION, code=code_hash(notebook), modules=module_hashes(notebook_modules(notebook)), params=key_params(params),
                 upstream=dict(upstream), data=data, versions=vers)
 
 def stage_key(parts: dict) -> str | None:

@@ -94,6 +94,29 @@ def test_exported_train_function_edit(project):
     assert [st[s] for s in ['ingest', 'validate', 'prepare']] == ['cached'] * 3, r.stdout
     assert st['train'] == 'ok', r.stdout
 
+def test_module_imported_under_an_if_is_in_ingest_key(project):
+    "ingest imports mlnb.sources only inside `if source == ...`: editing it runs ingest again; the same rows leave the rest cached."
+    f = project/'mlnb'/'sources.py'
+    f.write_text(f.read_text() + '\n# an edit that changes no behaviour\n')
+    s = mlnb(project, 'status', 'params/small.yaml')
+    assert re.search(r'ingest\s+will run\s+mlnb/sources.py changed', s.stdout), s.stdout
+    r = mlnb(project, 'run', 'params/small.yaml')
+    st = states(r)
+    assert st['ingest'] == 'ok' and all(st[s] == 'cached' for s in STAGES[1:]), r.stdout
+
+def test_deploy_reruns_when_the_registry_aliases_moved(project):
+    "Deploy's gate reads the model's aliases: promoting a version by hand since it ran runs deploy again, and nothing else."
+    r = mlnb(project, 'run', 'params/small.yaml')
+    assert states(r)['deploy'] == 'cached', r.stdout
+    v = latest(project)['stages']['deploy']['glued']['version']
+    mlnb(project, 'models', 'promote', f'adult-income@{v}', '--alias', 'staging', '--registry', project/'outputs'/'registry')
+    s = mlnb(project, 'status', 'params/small.yaml')
+    assert re.search(r"deploy\s+will run\s+cached result unusable: the registry's aliases of adult-income changed since it ran \(.*→.*staging v%d" % v, s.stdout), s.stdout
+    r = mlnb(project, 'run', 'params/small.yaml')
+    st = states(r)
+    assert st['deploy'] == 'ok' and all(st[s] == 'cached' for s in STAGES[:-1]), r.stdout
+    assert states(mlnb(project, 'run', 'params/small.yaml'))['deploy'] == 'cached'   # the aliases deploy left are what it reads next
+
 def test_parameter_change_runs_train_and_below(project):
     p = yaml.safe_load((project/'params'/'small.yaml').read_text())
     p['stages']['train']['params']['cv_folds'] = 3

@@ -79,19 +79,20 @@ def test_mlnb_new_then_run_on_a_table_it_has_not_seen(tmp_path):
                        'branch': rng.choice(['north', 'south', 'east'], n), 'visits': rng.integers(1, 40, n)})
     df['spend'] = (df['visits'] * 3.5 + df['branch'].map({'north': 20, 'south': 0, 'east': 10}) + rng.normal(0, 4, n)).round(2)
     df.to_csv(tmp_path/'tickets.csv', index=False)
-    r = mlnb('new', 'tickets-pytest', '--data', tmp_path/'tickets.csv', '--target', 'spend')
-    dest = ROOT/'params'/'tickets-pytest.yaml'
-    try:
-        assert r.returncode == 0 and 'wrote' in r.stdout, r.stderr
-        text = dest.read_text(); p = yaml.safe_load(text)
-        assert p['shared']['task'] == 'regression' and p['stages']['validate']['params']['schema']['branch']['isin'] == ['east', 'north', 'south']
-        for col, role in [('ticket_id', 'id'), ('opened', 'datetime'), ('comment', 'text'), ('branch', 'categorical'), ('visits', 'numeric')]:
-            assert any(l.split()[1:3] == [col, role] for l in text.splitlines() if l.startswith('#   ')), (col, role)
-        assert mlnb('new', 'tickets-pytest', '--data', tmp_path/'tickets.csv', '--target', 'spend').returncode == 2   # no overwrite
-        p['stages']['deploy']['params']['registry'] = str(tmp_path/'registry')       # keep the project's registry clean
-        m = run(write_params(tmp_path/'t.yaml', p), tmp_path)
-        assert m['stages']['evaluate']['glued']['r2'] > 0.8 and m['stages']['features']['glued']['dropped'] == ['ticket_id']
-    finally: dest.unlink(missing_ok=True)
+    project = tmp_path/'project'; project.mkdir(); (project/'settings.ini').write_text('[DEFAULT]\n')   # `mlnb new` writes params/ of the project it runs in: not the checkout's
+    r = mlnb('new', 'tickets-pytest', '--data', tmp_path/'tickets.csv', '--target', 'spend', cwd=project)
+    dest = project/'params'/'tickets-pytest.yaml'
+    assert r.returncode == 0 and 'wrote' in r.stdout, r.stderr
+    text = dest.read_text(); p = yaml.safe_load(text)
+    assert p['shared']['task'] == 'regression' and p['stages']['validate']['params']['schema']['branch']['isin'] == ['east', 'north', 'south']
+    assert p['stages']['ingest']['params']['path'] == str(tmp_path/'tickets.csv')   # outside that project: absolute, so it runs from anywhere
+    for col, role in [('ticket_id', 'id'), ('opened', 'datetime'), ('comment', 'text'), ('branch', 'categorical'), ('visits', 'numeric')]:
+        assert any(l.split()[1:3] == [col, role] for l in text.splitlines() if l.startswith('#   ')), (col, role)
+    assert mlnb('new', 'tickets-pytest', '--data', tmp_path/'tickets.csv', '--target', 'spend', cwd=project).returncode == 2   # no overwrite
+    assert not (ROOT/'params'/'tickets-pytest.yaml').exists()
+    p['stages']['deploy']['params']['registry'] = str(tmp_path/'registry')       # keep the project's registry clean
+    m = run(write_params(tmp_path/'t.yaml', p), tmp_path)
+    assert m['stages']['evaluate']['glued']['r2'] > 0.8 and m['stages']['features']['glued']['dropped'] == ['ticket_id']
 
 def test_role_inference():
     rng = np.random.default_rng(0); n = 80
