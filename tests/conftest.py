@@ -92,3 +92,21 @@ def postgres():
     finally:
         if (data/'postmaster.pid').exists(): subprocess.run([*as_user, str(bindir/'pg_ctl'), '-D', str(data), 'stop', '-m', 'fast', '-w'], cwd=top, capture_output=True, timeout=60)
         shutil.rmtree(top, ignore_errors=True)
+
+GUARDED = ('params', 'data')   # the checkout's inputs: tests write into tmp_path, never here
+
+def folder_digests(root: Path = ROOT, folders=GUARDED) -> dict:
+    "sha256 of every file under `folders` of `root`, by path relative to `root`."
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for f in folders for p in sorted((root/f).rglob('*')) if p.is_file() and '__pycache__' not in p.parts}
+
+@pytest.fixture(scope='session', autouse=True)
+def checkout_inputs_untouched():
+    "Fails the session when a test wrote into the checkout's params/ or data/ (added, changed or removed a file there)."
+    before = folder_digests()
+    yield
+    after = folder_digests()
+    if changed := sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n)):
+        pytest.fail(f"the tests changed the checkout's {' and '.join(f + '/' for f in GUARDED)}: {changed} "
+                    '(write into tmp_path instead; or someone edited these files while the tests ran)', pytrace=False)
