@@ -13,7 +13,7 @@ from scipy.spatial.distance import jensenshannon
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['DRIFT_DEFAULTS', 'METHODS', 'TEXT_FIELDS', 'NOT_SCORES', 'drift_settings', 'column_kind', 'column_kinds',
+__all__ = ['DRIFT_DEFAULTS', 'METHODS', 'TEXT_FIELDS', 'NOT_SCORES', 'RELATIVE', 'drift_settings', 'column_kind', 'column_kinds',
            'text_vocabulary', 'text_vocabularies', 'word_stats', 'date_days', 'category_counts', 'bin_shares', 'psi',
            'ks_test', 'chi2_test', 'wasserstein_norm', 'js_distance', 'column_drift', 'text_drift', 'drift_table',
            'dataset_drift', 'prediction_drift', 'performance_change', 'plot_column_drift']
@@ -193,10 +193,13 @@ def prediction_drift(ref_pred, cur_pred, kind: str = 'num', **thresholds) -> dic
     return column_drift(pd.Series(ref, name='prediction'), pd.Series(cur), kind, **thresholds)
 
 # %% ../nbs/08_drift.ipynb #2d89f0b9
+from .registry import LOWER_IS_BETTER  # the one list of metrics where lower is better (the gate uses it too)
+
 NOT_SCORES = ('n', 'positive_rate', 'threshold')
+RELATIVE = ('rmse', 'mae', 'mse', 'median_ae')  # errors in the target's units: a change is judged relative to the reference
 
 def performance_change(reference_metrics: dict, current_metrics: dict, max_drop: float | dict = 0.05,
-                       lower_is_better: tuple = ('log_loss', 'brier', 'rmse', 'mae', 'mse'), relative: tuple = ('rmse', 'mae', 'mse')) -> pd.DataFrame:
+                       lower_is_better: tuple = LOWER_IS_BETTER, relative: tuple = RELATIVE) -> pd.DataFrame:
     "Each metric in both dicts: reference, current, change, how much worse, the allowed drop and a flag; flagged first."
     limits = max_drop if isinstance(max_drop, dict) else {}
     if missing := [m for m in limits if m not in reference_metrics or m not in current_metrics]:

@@ -10,8 +10,8 @@ import yaml
 from .core import MlnbError, write_text
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'sweep_spec', 'combinations', 'combination_params', 'new_sweep_id', 'write_combinations',
-           'shared_prefix', 'compare_table', 'compare_html']
+__all__ = ['sweep_spec', 'combinations', 'combination_params', 'new_sweep_id', 'write_combinations', 'shared_prefix',
+           'compare_table', 'compare_html']
 
 # %% ../nbs/0b_sweep.ipynb #476a4e11
 def sweep_spec(raw: dict, src) -> tuple:
@@ -68,8 +68,6 @@ def shared_prefix(plan, keys) -> list:
     return [s.name for s in plan.stages if s.name not in hit]
 
 # %% ../nbs/0b_sweep.ipynb #a806f1b5
-LOWER_IS_BETTER = ('rmse', 'mae', 'log_loss', 'brier', 'ece', 'median_ae', 'mape', 'mse')
-
 def _flat(raw: dict) -> dict:
     out = {f'shared.{k}': v for k, v in (raw.get('shared') or {}).items()}
     for s, spec in (raw.get('stages') or {}).items(): out |= {f'{s}.{k}': v for k, v in ((spec or {}).get('params') or {}).items()}
@@ -92,6 +90,7 @@ def compare_table(mans: list):
                      'status': m['status'], 'seconds': m.get('duration_s'), 'cached': sum(s['status'] == 'cached' for s in m['stages'].values())})
     t = pd.DataFrame(rows)
     metric = name or 'headline'
+    from mlnb.registry import LOWER_IS_BETTER  # the one list, which the gate uses (imported here: `mlnb` starts without pandas)
     if head and t[metric].notna().any(): t = t.sort_values(metric, ascending=metric.endswith(LOWER_IS_BETTER), na_position='last', kind='stable')
     return t.reset_index(drop=True)
 
