@@ -14,7 +14,7 @@ from .prepare import decide_task
 from .validate import infer_spec
 
 # %% auto #0
-__all__ = ['GATE', 'schema_for', 'suggest_model', 'new_params', 'write_new']
+__all__ = ['GATE', 'GATE_MARGIN', 'schema_for', 'suggest_model', 'new_params', 'write_new', 'trivial_score', 'gate_minimum']
 
 # %% ../nbs/06_new.ipynb #232a6451
 def schema_for(df: pd.DataFrame, target: str, max_levels: int = 12) -> dict:
@@ -45,6 +45,7 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     if target not in df: raise MlnbError(f"new: {data} has no column '{target}' (columns: {', '.join(map(str, df.columns))})")
     y = df[target].dropna()
     task_, reason = decide_task(y, task)
+    trivial, how = trivial_score(y, task_, folds=3)
     roles = infer_roles(df.drop(columns=[target]))
     model_, why = (model, 'as asked') if model else suggest_model(roles, task_)
     markers = ['?'] if any((df[c].astype(str).str.strip() == '?').any() for c in df.columns if df[c].dtype.kind in 'OUT' or str(df[c].dtype) in ('str', 'string')) else []
@@ -95,6 +96,7 @@ stages:
     params:
       model_name: {name}
       gate_metric: {GATE[task_]}
+      minimums: {{{GATE[task_]}: {gate_minimum(trivial)}}}   # a trivial model ({how}) scores {trivial:.3f} in 3-fold CV here; a version needs {GATE_MARGIN} more to be promoted: raise it to what your use needs
 """
 
 def write_new(name: str, data: str | Path, target: str, task: str = 'auto', model: str = '', force: bool = False, folder: str | Path = 'params') -> Path:
@@ -104,3 +106,28 @@ def write_new(name: str, data: str | Path, target: str, task: str = 'auto', mode
     dest = (project_root()/folder/f'{name}.yaml') if not Path(folder).is_absolute() else Path(folder)/f'{name}.yaml'
     if dest.exists() and not force: raise MlnbError(f'new: {dest} exists; pass --force to overwrite it')
     return write_text(dest, new_params(name, data, target, task, model))
+
+# %% ../nbs/06_new.ipynb #e76619b8
+GATE_MARGIN = 0.05  # how far above the trivial model's cross-validated score the written minimum sits
+
+def trivial_score(y: pd.Series, task: str, folds: int = 3, seed: int = 42) -> tuple:
+    "`(score, how)`: the best cross-validated gate metric (`GATE[task]`) of a model that ignores the features, and which model that was."
+    import numpy as np
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+    if task == 'binary': return 0.5, 'a constant score'  # whatever a model that ignores the features outputs, it ranks no row above another
+    y = y.dropna().reset_index(drop=True); X = np.zeros((len(y), 1))
+    if task == 'regression': models = {'the mean': DummyRegressor(), 'the median': DummyRegressor(strategy='median')}
+    else: models = {'the class shares': DummyClassifier(strategy='prior'), 'the most frequent class': DummyClassifier(strategy='most_frequent'),
+                    'classes drawn at their shares': DummyClassifier(strategy='stratified', random_state=seed)}
+    y = y.astype(str) if task != 'regression' else y.astype(float)
+    strat = task != 'regression' and y.value_counts().min() >= folds
+    cv = (StratifiedKFold if strat else KFold)(n_splits=min(folds, len(y)), shuffle=True, random_state=seed)
+    scores = {how: float(np.nanmean(cross_val_score(m, X, y, cv=cv, scoring=GATE[task], error_score=np.nan))) for how, m in models.items()}
+    how = max(scores, key=lambda h: -np.inf if np.isnan(scores[h]) else scores[h])
+    return scores[how], how
+
+def gate_minimum(score: float, margin: float = GATE_MARGIN) -> float:
+    "The least gate metric a version needs: `margin` above a trivial model's `score` (a negative R² counts as 0), rounded up to 2 decimals."
+    import math
+    return math.ceil(round((max(score, 0.0) + margin) * 100, 6)) / 100
