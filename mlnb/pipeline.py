@@ -18,10 +18,11 @@ from .report import Renderer, write_report
 
 # %% auto #0
 __all__ = ['DATA_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
-           'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'check_stage', 'source_problems',
-           'stage_resources', 'load_plan', 'environment', 'git_state', 'new_run_id', 'now', 'stage_params',
-           'stage_inputs', 'split_scraps', 'failure', 'mirror_dir', 'cache_path', 'select_stages', 'will_execute',
-           'thread_budget', 'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs', 'find_run']
+           'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'upstream_reads', 'check_stage',
+           'source_problems', 'stage_resources', 'load_plan', 'environment', 'git_state', 'new_run_id', 'now',
+           'stage_params', 'stage_inputs', 'split_scraps', 'failure', 'mirror_dir', 'cache_path', 'select_stages',
+           'will_execute', 'thread_budget', 'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs',
+           'find_run']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -125,6 +126,26 @@ def data_files(stage: Stage, shared: dict) -> list:
     if get('source', 'file') != 'file': return []
     return [(k, f) for k in DATA_PARAMS if k in stage.declared for f in ([get(k)] if isinstance(get(k), str) else get(k) or []) if isinstance(f, str) and f]
 
+def upstream_reads(nb_path: Path) -> list:
+    "What the notebook's executed code reads from upstream stages: the names given to `.load`/`.find` of an `Upstream(...)`, and `task` for `.task()`."
+    import ast
+    trees = []
+    for c in json.loads(Path(nb_path).read_text())['cells']:
+        if c['cell_type'] != 'code' or c['source'] and ''.join(c['source']).lstrip().startswith('#| check'): continue
+        try: trees.append(ast.parse('\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!')))))
+        except SyntaxError: pass
+    made = lambda v: isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == 'Upstream'
+    ups = set()
+    for n in (n for t in trees for n in ast.walk(t) if isinstance(n, ast.Assign)):
+        pairs = zip(n.targets[0].elts, n.value.elts) if isinstance(n.targets[0], ast.Tuple) and isinstance(n.value, ast.Tuple) else [(n.targets[0], n.value)]
+        ups |= {t.id for t, v in pairs if isinstance(t, ast.Name) and made(v)}
+    reads = []
+    for n in (n for t in trees for n in ast.walk(t) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)):
+        if not (isinstance(n.func.value, ast.Name) and n.func.value.id in ups): continue
+        if n.func.attr == 'task': reads.append('task')
+        elif n.func.attr in ('load', 'find') and n.args and isinstance(n.args[0], ast.Constant): reads.append(str(n.args[0].value))
+    return list(dict.fromkeys(reads)) or (['upstream values'] if ups else [])
+
 def check_stage(stage: Stage, shared: dict, src, root) -> list:
     "Every problem with `stage`'s parameters, as messages naming the stage, parameter and file."
     nb = stage.notebook.relative_to(root) if stage.notebook.is_relative_to(root) else stage.notebook
@@ -146,6 +167,9 @@ def check_stage(stage: Stage, shared: dict, src, root) -> list:
         elif not type_ok(given, types, optional):
             errs.append(f"{where}: parameter '{k}' must be {d['inferred_type_name']}, got {type(given).__name__} {given!r} ({nb})")
     errs += [f"{where}: parameter '{k}': data file {f} does not exist" for k, f in data_files(stage, shared) if not (Path(f).expanduser() if Path(f).expanduser().is_absolute() else root/f).exists()]
+    if not stage.upstream and (reads := upstream_reads(stage.notebook)):
+        errs.append(f"{where}: {nb} reads {', '.join(reads)} from upstream stages, but the stage has no `upstream:`; name the stages that make them "
+                    "(e.g. `upstream: [train, prepare]`). A stage notebook uses its demo data only when it runs on its own, never in a run")
     return errs + source_problems(stage, shared, where)
 
 def source_problems(stage: Stage, shared: dict, where: str) -> list:

@@ -100,3 +100,13 @@ def test_anomalies_are_quarantined_with_scores_and_reasons(tmp_path):
     q = pd.read_parquet(run_dir/st['artifacts']['quarantine']['path'])
     assert {150, -20} <= set(q.age) and q.why.str.startswith('age').sum() >= 2 and q.anomaly_score.is_monotonic_decreasing
     assert (run_dir/'artifacts/validate/anomaly_scores.png').exists()
+
+@pytest.mark.parametrize('stage, reads', [('deploy', 'pipeline, train, test, task'), ('validate', 'data'), ('evaluate', 'task, pipeline, test')])
+def test_a_stage_without_its_upstream_is_refused_before_anything_runs(tmp_path, stage, reads):
+    "Run by `mlnb run` without `upstream:`, a stage would have run on its notebook's demo data (Adult) and deploy registered that model under the user's name."
+    p = tmp_path/'p.yaml'
+    p.write_text(yaml.safe_dump({'shared': {'seed': 42}, 'stages': {stage: {'params': {'model_name': 'mine'} if stage == 'deploy' else {}}}}))
+    r = mlnb('run', p, '--runs-dir', tmp_path/'runs', '--no-cache')
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"stage '{stage}'" in r.stderr and f'reads {reads}' in r.stderr and 'no `upstream:`' in r.stderr, r.stderr
+    assert not (tmp_path/'runs').exists() or not any((tmp_path/'runs').iterdir())   # refused before a run folder was made
