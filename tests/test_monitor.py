@@ -85,8 +85,8 @@ def test_retrain_registers_a_new_version(small_run, tmp_path):
     assert m['stages']['ingest']['glued']['source_rows'] == 48842 + 3000
     assert reg.versions('adult-income')['version'].max() == before + 1 == m['stages']['deploy']['glued']['version']
 
-def test_usage_errors_exit_2_and_run_nothing(small_run, tmp_path):
-    _, _, d = small_run
+def test_usage_errors_exit_2_and_run_nothing(tmp_path):
+    d = tmp_path                                         # refused before the registry is opened: no model needed
     batch(15).to_csv(tmp_path/'new.csv', index=False)
     r = mlnb('monitor', '--model', 'adult-income', '--registry', d/'registry', '--runs-dir', tmp_path/'monitor')   # no batch at all
     assert r.returncode == USAGE and 'give the new batch with --data FILE or --log' in r.stderr, r.stdout + r.stderr
@@ -107,8 +107,8 @@ def test_a_batch_or_model_that_is_not_there_fails_the_stage(small_run, tmp_path)
 
 @pytest.mark.xfail(strict=True, reason='library: cmd_monitor reads --params with Path.read_text, so a missing file is a FileNotFoundError '
                                        'traceback and exit 1, not a usage error (2) naming the file; see the issue 18 report')
-def test_a_missing_params_file_is_a_usage_error(small_run, tmp_path):
-    _, _, d = small_run
+def test_a_missing_params_file_is_a_usage_error(tmp_path):
+    d = tmp_path
     batch(15).to_csv(tmp_path/'new.csv', index=False)
     r, g = monitor(d, tmp_path/'new.csv', tmp_path, '--params', tmp_path/'no-such.yaml')
     assert r.returncode == USAGE and 'no-such.yaml' in r.stderr and 'Traceback' not in r.stderr and g is None, r.stdout + r.stderr
