@@ -14,10 +14,10 @@ from fastapi.responses import Response
 from .core import MlnbError, project_path
 
 # %% auto #0
-__all__ = ['MIN_KEY_CHARS', 'LOG_INPUTS', 'RequestError', 'NonFinite', 'parse_body', 'RecordError', 'check_records', 'TreeArrays',
-           'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'decide', 'Served',
-           'ScoringPool', 'read_keys', 'key_ok', 'PredictionLog', 'log_files', 'read_prediction_log', 'Limits',
-           'create_app', 'serve', 'predict_file']
+__all__ = ['MIN_KEY_CHARS', 'LOG_INPUTS', 'RequestError', 'NonFinite', 'LongInt', 'parse_body', 'RecordError', 'check_records',
+           'body_schema', 'TreeArrays', 'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task',
+           'decide', 'Served', 'ScoringPool', 'read_keys', 'key_ok', 'PredictionLog', 'log_files',
+           'read_prediction_log', 'Limits', 'create_app', 'serve', 'predict_file']
 
 # %% ../nbs/05_serve.ipynb #1e4ff78b
 class RequestError(MlnbError):
@@ -29,13 +29,27 @@ class NonFinite:
     def __init__(self, literal: str): self.literal = literal
     def __repr__(self): return self.literal
 
-_DEC, _WS = json.JSONDecoder(parse_constant=NonFinite), re.compile(r'[ \t\n\r]*')
+class LongInt:
+    "An integer literal with more digits than Python reads (`sys.get_int_max_str_digits()`, 4,300 by default); only its length is kept."
+    def __init__(self, literal: str): self.digits = len(literal.lstrip('-'))
+    def __repr__(self): return f'an integer of {self.digits:,} digits'
 
-def _decode(s: str, i: int) -> tuple:
+def _int(literal: str):
+    "`int(literal)`, or a `LongInt` when it has more digits than Python reads."
+    try: return int(literal)
+    except ValueError: return LongInt(literal)
+
+_DEC, _WS = json.JSONDecoder(parse_constant=NonFinite), re.compile(r'[ \t\n\r]*')
+_LONG = json.JSONDecoder(parse_constant=NonFinite, parse_int=_int)  # slower: only for a record the fast decoder could not read
+
+def _decode(s: str, i: int, dec=_DEC) -> tuple:
     "The JSON value at `s[i:]` and where it ends; a `RequestError` (422) for broken or runaway JSON."
-    try: return _DEC.raw_decode(s, i)
+    try: return dec.raw_decode(s, i)
     except json.JSONDecodeError as e: raise RequestError(422, f'the body is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}') from None
     except RecursionError: raise RequestError(422, f'the body nests too deeply at character {i}: a record is one flat JSON object') from None
+    except ValueError as e:  # an integer too long to read: decoded again keeping it as a `LongInt`, which the checks name
+        if dec is _DEC: return _decode(s, i, _LONG)
+        raise RequestError(422, f'the body could not be read at character {i}: {str(e)[:200]}') from None
 
 def parse_body(data: bytes, max_records: int = 10_000) -> list:
     "The records in a JSON body (one object, or a list of them), parsed one at a time; at most `max_records`."
@@ -70,10 +84,16 @@ def _short(v, n: int = 60) -> str:
     r = repr(v) if not isinstance(v, (list, dict)) else type(v).__name__ + (' […]' if isinstance(v, list) else ' {…}')
     return r if len(r) <= n else r[:n] + '…'
 
+_MAX_INT = int(sys.float_info.max)  # a model's inputs are float64: a larger integer has no value there
+
 def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
     "The error for value `v` under the column `spec`, or None."
+    if isinstance(v, NonFinite) and v.literal != 'NaN' or isinstance(v, float) and math.isinf(v):
+        return f"is {v!r}{' (a number beyond ±1.8e308 reads as infinity)' if isinstance(v, float) else ''}: a number must be finite"
     if v is None or isinstance(v, NonFinite) or (isinstance(v, float) and math.isnan(v)):
         return None if nullable else f"is missing ({'null' if v is None else v!r}) but the column may not be missing"
+    if isinstance(v, LongInt) or isinstance(v, int) and not -_MAX_INT <= v <= _MAX_INT:
+        return f"is {v if isinstance(v, LongInt) else f'an integer of {len(str(abs(v))):,} digits'}: beyond the largest number a model takes (±1.8e308)"
     if isinstance(v, (list, dict)): return f'is a nested {_short(v)}: a field holds one plain value'
     if isinstance(v, str) and len(v) > max_chars: return f"is {len(v):,} characters long; a text value may have at most {max_chars:,} (the server's --max-text-chars)"
     t = spec.get('dtype', 'str')
@@ -83,7 +103,7 @@ def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
     if t == 'bool' and not isinstance(v, bool): return f'expected true or false, got {_short(v)}'
     if 'isin' in spec and v not in spec['isin']: return f'{_short(v)} is not one of {spec["isin"]}'
     for k, op, word in (('ge', float.__ge__, '>='), ('le', float.__le__, '<='), ('gt', float.__gt__, '>'), ('lt', float.__lt__, '<')):
-        if k in spec and not op(float(v), float(spec[k])): return f'{_short(v)} is not {word} {spec[k]}'
+        if k in spec and isinstance(v, (int, float)) and not op(float(v), float(spec[k])): return f'{_short(v)} is not {word} {spec[k]}'
     return None
 
 def check_records(body, features: list, schema: dict, nullable: set | None = None, max_errors: int = 20, max_text_chars: int = 10_000) -> dict:
@@ -102,6 +122,22 @@ def check_records(body, features: list, schema: dict, nullable: set | None = Non
             if len(errors) < max_errors: errors.append(dict(record=i, field=f, error=e))
     if total: raise RecordError(errors, total)
     return cols
+
+# %% ../nbs/05_serve.ipynb #8d0e97e2
+_JSON_TYPES = {'int': 'integer', 'float': 'number', 'str': 'string', 'bool': 'boolean'}
+
+def body_schema(features: list, schema: dict, nullable: set = (), max_text_chars: int = 10_000, max_records: int = 10_000) -> dict:
+    "The JSON Schema of a /predict body for `features`: one record, or a list of 1 to `max_records` records."
+    props = {}
+    for f in features:
+        s = schema.get(f, {}); p = {'type': _JSON_TYPES[s.get('dtype', 'str')]}
+        if 'isin' in s: p['enum'] = list(s['isin'])
+        if p['type'] == 'string': p['maxLength'] = max_text_chars
+        if p['type'] in ('integer', 'number'):
+            p.update({word: s[k] for k, word in (('ge', 'minimum'), ('le', 'maximum'), ('gt', 'exclusiveMinimum'), ('lt', 'exclusiveMaximum')) if k in s})
+        props[f] = {'anyOf': [p, {'type': 'null'}]} if s.get('nullable') or f in nullable else p
+    record = {'type': 'object', 'properties': props, 'required': list(features)}
+    return {'anyOf': [record, {'type': 'array', 'items': record, 'minItems': 1, 'maxItems': max_records}]}
 
 # %% ../nbs/05_serve.ipynb #978427b2
 class TreeArrays:
@@ -431,12 +467,18 @@ class ScoringPool:
             except queue.Empty: break
         return jobs
 
+    def _replies(self, bodies: list) -> list:
+        "`work(bodies)`; when it raises for several bodies, each body again on its own, so a fault is only its own body's reply."
+        try:
+            if len(replies := self.work(bodies)) == len(bodies): return replies
+            raise MlnbError(f'serve: {len(replies)} replies for {len(bodies)} requests')
+        except Exception as e:
+            return [e] if len(bodies) == 1 else [r for b in bodies for r in self._replies([b])]
+
     def _run(self):
         while True:
             jobs = self._take()
-            try: replies = self.work([body for body, *_ in jobs])
-            except Exception as e: replies = [e] * len(jobs)
-            for (_, loop, fut), reply in zip(jobs, replies): loop.call_soon_threadsafe(_settle, fut, reply)
+            for (_, loop, fut), reply in zip(jobs, self._replies([body for body, *_ in jobs])): loop.call_soon_threadsafe(_settle, fut, reply)
 
 # %% ../nbs/05_serve.ipynb #75643b9e
 MIN_KEY_CHARS = 16
@@ -600,6 +642,18 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         return dict(model=new.mv.name, version=new.mv.version, reloads=state['reloads'])
     app.state.reload, app.state.current = reload, lambda: state['model']
 
+    def fault(what: str, e: Exception, status: int) -> Response:
+        "The reply for an error mlnb did not foresee, reported on stderr (one line) as the bug it is."
+        msg = f'{what} ({type(e).__name__}: {str(e)[:200]})'
+        print(f'mlnb serve: {msg}', file=sys.stderr, flush=True); return refuse(status, msg)
+
+    def scored(m, jobs: list) -> list:
+        "Scores per job `(i, cols, unseen)`, all in one call; if that fails, each job alone, so only the one at fault gets its exception."
+        n = np.cumsum([0] + [len(next(iter(c.values()))) for _, c, _ in jobs])
+        try: out = m.scorer.score(jobs[0][1] if len(jobs) == 1 else {f: [v for _, c, _ in jobs for v in c[f]] for f in m.features})
+        except Exception as e: return [e] if len(jobs) == 1 else [r for j in jobs for r in scored(m, [j])]
+        return [out[a:b] for a, b in zip(n, n[1:])]
+
     def score(bodies: list) -> list:
         "Replies for request bodies (in a worker thread): each parsed and checked alone, those for one model scored in one call."
         replies, ready = [None] * len(bodies), {}
@@ -608,13 +662,14 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
             try: ready.setdefault(m, []).append((i, *m.check(parse_body(data, limits.max_records))))
             except RequestError as e: replies[i] = refuse(e.status, str(e))
             except RecordError as e: replies[i] = js({'detail': e.errors, 'errors': e.total}, 422)
+            except Exception as e: replies[i] = fault('the body could not be read or checked', e, 422)  # the body's alone, whatever it was
         for m, jobs in ready.items():
-            cols = jobs[0][1] if len(jobs) == 1 else {f: [v for _, c, _ in jobs for v in c[f]] for f in m.features}
-            n = [len(next(iter(c.values()))) for _, c, _ in jobs]
-            out, path, at = m.scorer.score(cols), m.scorer.path(sum(n)), 0
-            for (i, c, unseen), k in zip(jobs, n):
-                resp = m.respond(out[at:at + k], unseen); at += k
-                log.write(c, resp, unseen); replies[i] = js(resp, headers={'X-Mlnb-Scorer': path})
+            path = m.scorer.path(sum(len(next(iter(c.values()))) for _, c, _ in jobs))
+            for (i, c, unseen), out in zip(jobs, scored(m, jobs)):
+                try:
+                    if isinstance(out, Exception): raise out
+                    resp = m.respond(out, unseen); log.write(c, resp, unseen); replies[i] = js(resp, headers={'X-Mlnb-Scorer': path})
+                except Exception as e: replies[i] = fault('the model could not score this request', e, 500)
         return replies
     pool = ScoringPool(score, limits.threads)
 
@@ -645,10 +700,23 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         except Exception as e: return js({'detail': f'reload failed, still serving v{state["model"].mv.version}: {e}'}, 409)
 
     def described() -> dict:
-        "The OpenAPI description, with the X-API-Key scheme that every route but /health needs."
-        s = json.loads(json.dumps(app.openapi()))
+        "The OpenAPI description: the X-API-Key scheme every route but /health needs, the current model's body schema, the error replies."
+        s, m = json.loads(json.dumps(app.openapi())), state['model']
         s.setdefault('components', {})['securitySchemes'] = {'APIKey': {'type': 'apiKey', 'in': 'header', 'name': 'X-API-Key'}}
         s['security'] = [{'APIKey': []}]
+        reply = lambda what, schema=None: {'description': what, 'content': {'application/json': {'schema': schema or {'type': 'object', 'required': ['detail']}}}}
+        for path, ops in s['paths'].items():
+            for op in ops.values():
+                if path == '/health': op['security'] = []
+                else: op['responses'].update({'401': reply('no X-API-Key header'), '403': reply('a key that is not valid here')})
+        p = s['paths']['/predict']['post']
+        p['requestBody'] = {'required': True, 'content': {'application/json': {'schema': body_schema(m.features, m.schema, m.nullable, limits.max_text_chars, limits.max_records)}}}
+        p['responses']['200'] = reply('a prediction per record, in order, with a warning per category never seen in training',
+                                      {'type': 'object', 'required': ['model', 'version', 'predictions', 'warnings'], 'properties': {
+                                          'model': {'type': 'string'}, 'version': {'type': 'integer'}, 'predictions': {'type': 'array'},
+                                          'probabilities': {'type': 'array', 'items': {'type': 'object'}}, 'warnings': {'type': 'array'}}})
+        p['responses'].update({'413': reply('a body or a list of records past the limits'), '422': reply('records that do not fit the schema: `detail` names each record and field')})
+        s['paths']['/reload']['post']['responses']['409'] = reply('the reload failed; the old version keeps serving')
         return s
 
     @app.get('/openapi.json', include_in_schema=False)

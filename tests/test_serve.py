@@ -105,6 +105,45 @@ def test_bad_input_gets_422_naming_record_and_field(server):
     assert st == 422 and 'nests too deeply' in r['detail'][0]['error']
     assert server.call('POST', '/predict', recs[0])[0] == 200          # still serving
 
+def with_value(rec, field, literal):
+    "`rec` as JSON text with `field` set to the JSON text `literal` (numbers Python's json would not write)."
+    return json.dumps(dict(rec, **{field: '@@'})).replace('"@@"', literal)
+
+OUT_OF_RANGE = [('age', '4' + '0' * 399, 'is an integer of 400 digits: beyond the largest number'),   # OverflowError before
+                ('fnlwgt', '9' * 5000, 'is an integer of 5,000 digits'),                          # past Python's 4,300-digit limit: ValueError while parsing
+                ('hours-per-week', '1e400', 'is inf (a number beyond'), ('capital-gain', '-1e400', 'is -inf'),
+                ('age', 'NaN', 'is missing (NaN) but the column may not be missing'), ('capital-loss', 'Infinity', 'is Infinity: a number must be finite'),
+                ('workclass', '-Infinity', 'is -Infinity'), ('workclass', '1' + '0' * 400, 'is an integer of 401 digits')]  # a text column that may be missing
+
+def test_huge_and_non_finite_numbers_get_422_naming_record_and_field(server):
+    recs, _ = records(3)
+    for field, literal, words in OUT_OF_RANGE:
+        st, r = server.call('POST', '/predict', with_value(recs[0], field, literal))
+        assert st == 422 and len(r['detail']) == 1 and (r['detail'][0]['record'], r['detail'][0]['field']) == (0, field) and words in r['detail'][0]['error'], (literal[:20], st, r)
+        st, r = server.call('POST', '/predict', f'[{json.dumps(recs[0])}, {json.dumps(recs[1])}, {with_value(recs[2], field, literal)}]')
+        assert st == 422 and [(e['record'], e['field']) for e in r['detail']] == [(2, field)], (literal[:20], st, r)
+    assert server.call('POST', '/predict', recs[0])[0] == 200
+
+def test_a_bad_body_fails_alone_among_good_ones_sent_at_once(server):
+    "Bodies sent together are scored together; one that cannot be checked gets its own 422, the others their own 200."
+    recs, _ = records(8, seed=9)
+    alone = [server.call('POST', '/predict', r)[1]['probabilities'] for r in recs[1:]]
+    for n in range(3 * len(OUT_OF_RANGE)):
+        field, literal, words = OUT_OF_RANGE[n % len(OUT_OF_RANGE)]
+        bodies = [json.dumps(r) for r in recs[1:]]; bad = n % (len(bodies) + 1); bodies.insert(bad, with_value(recs[0], field, literal))
+        conns = [http.client.HTTPConnection('127.0.0.1', server.port, timeout=60) for _ in bodies]
+        for c in conns: c.connect()
+        go, got = threading.Barrier(len(bodies)), [None] * len(bodies)
+        def send(k): go.wait(); got[k] = server.call('POST', '/predict', bodies[k], conn=conns[k])
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(len(bodies))]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        for c in conns: c.close()
+        st, r = got.pop(bad)
+        assert [st for st, _ in got] == [200] * len(got), (literal[:20], got)
+        assert [r['probabilities'] for _, r in got] == alone                 # each good reply is its own, as if scored alone
+        assert st == 422 and r['detail'][0]['field'] == field and words in r['detail'][0]['error'], (literal[:20], st, r)
+
 def test_api_keys(server):
     recs, _ = records(1)
     assert server.call('POST', '/predict', recs[0], key=None) == (401, {'detail': 'missing X-API-Key header'})
