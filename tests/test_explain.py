@@ -109,7 +109,7 @@ from itertools import combinations
 from math import factorial
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from mlnb.explain import tree_shap
-from mlnb.serve import TreeArrays
+from mlnb.explain import TreeArrays   # the trees-as-arrays class tree_shap is given, wherever it lives (serve, or trees)
 
 def _in_bitset(words, code) -> bool:
     return bool((int(words[code // 32]) >> (code % 32)) & 1)
