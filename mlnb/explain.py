@@ -22,7 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from .core import MlnbError
 from .features import DateParts
-from .serve import TreeArrays  # trees as arrays, for TreeSHAP of native categorical splits
+from .trees import TreeArrays  # trees as arrays, for TreeSHAP of native categorical splits (not from serve: a server edit would re-run explain)
 
 # %% auto #0
 __all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'tree_shap', 'selected',

@@ -57,6 +57,23 @@ def test_notebook_imports():
     mods = notebook_imports(ROOT/'nbs'/'40_train.ipynb')
     assert 'sklearn.ensemble' in mods and 'pandas' in mods and 'mlnb.core' in mods and '__future__' not in mods
 
+def test_stage_keys_reach_every_module_and_only_those():
+    "A stage's key holds every mlnb module it can reach (imports inside functions and ifs too), and explain's no longer holds the server."
+    from mlnb.cache import module_hashes, notebook_modules
+    keys = {nb: set(module_hashes(notebook_modules(ROOT/'nbs'/f'{nb}.ipynb'))) for nb in ('10_ingest', '60_explain', '70_deploy')}
+    assert 'mlnb/sources.py' in keys['10_ingest']          # imported only for SQL and HTTP sources
+    assert 'mlnb/trees.py' in keys['60_explain'] and 'mlnb/serve.py' not in keys['60_explain']
+    assert {'mlnb/registry.py', 'mlnb/evaluate.py'} <= keys['70_deploy']
+
+def test_one_lower_is_better_list():
+    "Which metrics count lower-is-better is written once (mlnb.registry); drift's performance check and sweeps use it."
+    import re
+    defs = [f.name for f in (ROOT/'mlnb').glob('*.py') if re.search(r"^\s*[A-Za-z_]*LOWER[A-Za-z_]*\s*=\s*\(", f.read_text(), re.M)]
+    assert defs == ['registry.py'], defs
+    from mlnb.drift import performance_change
+    t = performance_change({'mape': 0.1, 'median_ae': 2.0}, {'mape': 0.3, 'median_ae': 6.0}).set_index('metric')
+    assert t.flag.all(), t
+
 def test_read_table_formats(tmp_path):
     df = pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})
     df.to_csv(tmp_path/'t.csv', index=False); df.to_parquet(tmp_path/'t.parquet')
