@@ -5,15 +5,15 @@
 # %% ../nbs/0a_sources.ipynb #d4a7f238
 from __future__ import annotations
 import email.utils, hashlib, json, os, re, time
-from urllib.parse import quote, quote_plus, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urljoin, urlsplit
 import httpx
 import pandas as pd
 from .core import MlnbError, project_path
 # SQLAlchemy (0.13 s to import) is imported by the functions that use it, so reading a file does not pay for it
 
 # %% auto #0
-__all__ = ['SECRET_KEYS', 'SQL_KEYS', 'HTTP_KEYS', 'PAGINATION', 'expand_env', 'mask', 'literal_secrets', 'frame_sha256',
-           'read_sql', 'read_http', 'check_source']
+__all__ = ['SECRET_WORDS', 'SECRET_NAMES', 'HEADER_ALLOWLIST', 'SQL_KEYS', 'HTTP_KEYS', 'PAGINATION', 'expand_env', 'env_names',
+           'secret_name', 'mask', 'literal_secrets', 'frame_sha256', 'read_sql', 'read_http', 'check_source']
 
 # %% ../nbs/0a_sources.ipynb #cb335efd
 _VAR = re.compile(r'\$\{([A-Za-z_][A-Za-z0-9_]*)\}')
@@ -31,28 +31,62 @@ def expand_env(value, where: str) -> tuple:
         return [walk(v) for v in x] if isinstance(x, (list, tuple)) else x
     return walk(value), secrets
 
-SECRET_KEYS = {'password', 'passwd', 'pwd', 'secret', 'token', 'access_token', 'api_key', 'apikey', 'key', 'sig', 'signature',
-               'authorization', 'x-api-key', 'cookie'}  # query parameters and mapping keys whose values `mask` hides
+def env_names(value) -> set:
+    "The names of the environment variables that `value`'s strings (at any depth of dicts and lists) take as `${NAME}`."
+    if isinstance(value, str): return set(_VAR.findall(value))
+    if isinstance(value, dict): return set().union(*map(env_names, value.values()))
+    return set().union(*map(env_names, value)) if isinstance(value, (list, tuple)) else set()
+
+SECRET_WORDS = ('secret', 'token', 'key', 'auth', 'password', 'passwd', 'credential', 'signature', 'cookie', 'session')  # a name holding one of these holds a secret
+SECRET_NAMES = {'pwd', 'pass', 'sig', 'jwt'}  # short ones that count only as the whole name
+
+def secret_name(name) -> bool:
+    "Is `name` (a query parameter, header or mapping key) named like a secret: holding one of `SECRET_WORDS` (any case, `-` or `_`), or one of `SECRET_NAMES`?"
+    n = str(name).strip().lower().replace('-', '_')
+    return n in SECRET_NAMES or any(w in n for w in SECRET_WORDS)
+
+# %% ../nbs/0a_sources.ipynb #c4d2e9f1
 _URL_PASSWORD = re.compile(r'([a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)[^@\s]*(@)')
-_QUERY_SECRET = re.compile(r'([?&](?:' + '|'.join(map(re.escape, sorted(SECRET_KEYS))) + r')=)[^&#\s]*', re.I)
+_QUERY = re.compile(r'([?&])([^=&#?\s]+)=([^&#\s]*)')
+_NAMED = re.compile(r'''(?<![\w./@:%-])(["']?)([A-Za-z_][\w.-]*)\1(\s*[:=]\s*["']?)((?:(?:Bearer|Basic|Token|Digest)\s+)?[^\s"'&,;)}\]]+)''', re.I)  # `name: value`, `"name": "value"`, `name=value` in text
+
+def _shown(v) -> bool:
+    "Does a value under a secret's name show anything (not empty, None or a flag)?"
+    return not (v is None or isinstance(v, bool) or v in ('', [], {}))
 
 def mask(obj, secrets: set):
-    "A copy of `obj` (a string, or dicts and lists of them) with each secret (also URL-encoded), URL password (`scheme://user:PASSWORD@host`) and value of a query parameter or key in `SECRET_KEYS` replaced by `***`."
-    if isinstance(obj, dict): return {k: '***' if str(k).lower() in SECRET_KEYS and isinstance(v, str) and v else mask(v, secrets) for k, v in obj.items()}
+    "A copy of `obj` (a string, or dicts and lists of them) with each secret (also URL-encoded), URL password (`scheme://user:PASSWORD@host`) and value named like a secret (`secret_name`: a mapping's key, a query parameter, `name: value` in text) replaced by `***`."
+    if isinstance(obj, dict): return {k: '***' if secret_name(k) and _shown(v) else mask(v, secrets) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)): return [mask(v, secrets) for v in obj]
     if not isinstance(obj, str): return obj
     for s in sorted({f(s) for s in secrets if s for f in (str, lambda s: quote(s, safe=''), quote_plus)}, key=len, reverse=True): obj = obj.replace(s, '***')
-    return _QUERY_SECRET.sub(r'\1***', _URL_PASSWORD.sub(r'\1***\2', obj))
+    obj = _QUERY.sub(lambda m: f'{m[1]}{m[2]}=***' if m[3] and secret_name(unquote_plus(m[2])) else m[0], _URL_PASSWORD.sub(r'\1***\2', obj))
+    return _NAMED.sub(lambda m: m[0][:m.start(4) - m.start()] + '***' if secret_name(m[2]) else m[0], obj)
+
+# %% ../nbs/0a_sources.ipynb #f9c1d4e7
+HEADER_ALLOWLIST = {'accept', 'accept-charset', 'accept-encoding', 'accept-language', 'cache-control', 'content-language',
+                    'content-type', 'pragma', 'user-agent'}  # the headers a parameter file may write out; any other takes its value as ${NAME}
+
+def _literal(v) -> bool:
+    "Is `v` written out: not empty, and no `${NAME}` in it?"
+    return _shown(v) and not (isinstance(v, str) and _VAR.search(v))
 
 def literal_secrets(spec: dict, where: str) -> list:
-    "Each secret `spec` writes out instead of taking from the environment: a URL's password, or a header or parameter named like a secret without `${NAME}`."
-    out, url = [], spec.get('url') if isinstance(spec, dict) else None
-    if isinstance(url, str) and (m := _URL_PASSWORD.search(url)) and not _VAR.fullmatch(url[m.end(1):m.start(2)]):
-        out.append(f"{where}: the url holds a password; put it in an environment variable and write it as ${{NAME}} (scheme://user:${{DB_PASSWORD}}@host/db)")
-    for part in ('headers', 'params'):
-        for k, v in ((spec or {}).get(part) or {}).items():
-            if str(k).lower() in SECRET_KEYS and isinstance(v, str) and v and not _VAR.search(v):
-                out.append(f"{where}: {part} '{k}' is written out; take it from the environment as ${{NAME}} (e.g. 'Bearer ${{API_TOKEN}}')")
+    "Each secret `spec` writes out instead of taking from the environment as `${NAME}`: the url's password or a query parameter named like a secret, a `params` entry named like one, any header not in `HEADER_ALLOWLIST`."
+    if not isinstance(spec, dict): return []
+    out, url, params, headers = [], spec.get('url'), spec.get('params'), spec.get('headers')
+    if isinstance(url, str):
+        if (m := _URL_PASSWORD.search(url)) and not _VAR.fullmatch(url[m.end(1):m.start(2)]):
+            out.append(f"{where}: the url holds a password; put it in an environment variable and write it as ${{NAME}} (scheme://user:${{DB_PASSWORD}}@host/db)")
+        try: query = parse_qsl(urlsplit(url).query)
+        except ValueError: query = []   # not a URL: reading it says so
+        out += [f"{where}: the url's query parameter '{k}' is written out; put it in an environment variable and write it as ?{k}=${{NAME}}"
+                for k, v in query if secret_name(k) and _literal(v)]
+    out += [f"{where}: params '{k}' is written out; put it in an environment variable and write it as {k}: ${{NAME}}"
+            for k, v in (params.items() if isinstance(params, dict) else ()) if secret_name(k) and _literal(v)]
+    out += [f"{where}: headers '{k}' is written out; only {', '.join(sorted(HEADER_ALLOWLIST))} may be: put its value in an environment variable "
+            f"and write it as ${{NAME}} (e.g. '{k}: ${{API_KEY}}', 'Authorization: Bearer ${{API_TOKEN}}')"
+            for k, v in (headers.items() if isinstance(headers, dict) else ()) if str(k).strip().lower() not in HEADER_ALLOWLIST and _literal(v)]
     return out
 
 # %% ../nbs/0a_sources.ipynb #03d31d90
@@ -265,9 +299,9 @@ def _get(client: httpx.Client, url: str, params: dict, at: str, secrets: set, re
         try:
             with client.stream('GET', url) as r:
                 if r.status_code == 429 or r.status_code >= 500:
-                    if attempt == retries: raise MlnbError(f'{at}: {_status(r)}{tries}{_excerpt(r, secrets)}')
+                    if attempt == retries: raise MlnbError(f'{at}: {_status(r)}{_moved(r, secrets)}{tries}{_excerpt(r, secrets)}')
                     wait = _retry_after(r)
-                elif not r.is_success: raise MlnbError(f'{at}: {_status(r)}{_excerpt(r, secrets)}')
+                elif not r.is_success: raise MlnbError(f'{at}: {_status(r)}{_moved(r, secrets)}{_excerpt(r, secrets)}')
                 else: return r, _read_body(r, at, max_mb)
         except _RETRYABLE as e:
             if (reason := _http_reason(e)) == 'unknown host' or attempt == retries: raise MlnbError(f'{at}: {mask(reason, secrets)}{tries}') from None
@@ -280,7 +314,7 @@ def _http_spec(spec) -> tuple:
     "`(where, settings, pagination, url, params, headers, secrets)` from an HTTP source's settings, checked, with `${NAME}`s put in."
     where = _where('http', spec, HTTP_KEYS)
     for k in ('params', 'headers'):
-        if not isinstance(spec.get(k) or {}, dict): raise MlnbError(f'{where}: `{k}` must be a mapping, got {spec[k]!r}')
+        if not isinstance(spec.get(k) or {}, dict): raise MlnbError(f'{where}: `{k}` must be a mapping, got {mask(spec[k], set())!r}')
     if not isinstance(spec.get('records_path') or '', str): raise MlnbError(f"{where}: `records_path` must be a dotted path such as data.items, got {spec['records_path']!r}")
     s = dict(max_pages=_number(spec, 'max_pages', 1000, where, 1), retries=_number(spec, 'retries', 4, where),
              timeout=_number(spec, 'timeout', 30, where, 0.001, whole=False), backoff=_number(spec, 'backoff', 0.5, where, whole=False),
@@ -288,21 +322,36 @@ def _http_spec(spec) -> tuple:
     v, secrets = expand_env({'url': spec['url'], 'params': spec.get('params') or {}, 'headers': spec.get('headers') or {}}, where)
     return where, s, _pagination(spec.get('pagination'), where), v['url'], v['params'], {str(k): str(h) for k, h in v['headers'].items()}, secrets
 
-def _client(headers: dict, timeout: float, where: str, secrets: set) -> httpx.Client:
-    "An httpx client sending `headers`, with `timeout` seconds for each step of a request, following redirects."
-    try: return httpx.Client(headers=headers, timeout=timeout, follow_redirects=True)
+def _origin(url) -> tuple:
+    "`(scheme, host, port)` of `url`, with the scheme's default port: two URLs of one origin are one server to send headers to."
+    u = httpx.URL(str(url))
+    return u.scheme, u.host, u.port or {'http': 80, 'https': 443}.get(u.scheme)
+
+def _client(headers: dict, timeout: float, where: str, secrets: set, home: str) -> httpx.Client:
+    "An httpx client following redirects, with `timeout` seconds for each step of a request, sending `headers` only to the origin of the URL `home`."
+    def drop(request):   # called before every request, a redirected one too: httpx itself drops only `Authorization` on the way elsewhere
+        if _origin(request.url) != origin:
+            for k in headers: request.headers.pop(k, None)
+    try: origin = _origin(home)
+    except (httpx.InvalidURL, TypeError, ValueError) as e: raise MlnbError(f'{where}: not a valid URL ({mask(str(e), secrets)})') from None
+    try: return httpx.Client(headers=headers, timeout=timeout, follow_redirects=True, event_hooks={'request': [drop]})
     except (TypeError, ValueError) as e: raise MlnbError(f'{where}: invalid `headers`: {mask(str(e), secrets)}') from None
+
+def _moved(r: httpx.Response, secrets: set) -> str:
+    "` (redirected to ORIGIN, where the headers are not sent)` when `r` came from a redirect to another origin, else ''."
+    if not r.history or _origin(r.url) == _origin(r.history[0].request.url): return ''
+    return f" (redirected to {mask('%s://%s:%s' % _origin(r.url), secrets)}, where the `headers` are not sent)"
 
 def read_http(spec: dict) -> tuple[pd.DataFrame, dict]:
     "`(frame, identity)` of the HTTP JSON source `spec`: `url`, `params`, `headers`, `records_path`, `pagination`, `max_pages`, `timeout`, `retries`, `backoff`, `max_mb` (see above)."
     where, s, pag, url, params, headers, secrets = _http_spec(spec)
-    records, h, nbytes, pages, seen = [], hashlib.sha256(), 0, 0, set()
-    with _client(headers, s['timeout'], where, secrets) as client:
+    records, pages, seen = [], 0, set()
+    with _client(headers, s['timeout'], where, secrets, url) as client:
         while True:
             if pages == s['max_pages']: raise MlnbError(f"{where}: more than max_pages={s['max_pages']} pages; raise `max_pages` if that many are expected, or check `pagination`")
             at = f'{where}: page {pages + 1}' + (f' ({mask(url, secrets)})' if pages and pag['type'] == 'next' else '')
             r, body = _get(client, url, _page_params(pag, params, pages, len(records)), at, secrets, s['retries'], s['backoff'], s['max_mb'])
-            pages, nbytes = pages + 1, nbytes + len(body); h.update(body); seen.add(str(r.request.url))
+            pages += 1; seen.add(str(r.request.url))
             try: data = json.loads(body)
             except json.JSONDecodeError as e:
                 ct = r.headers.get('content-type', '')
@@ -317,10 +366,10 @@ def read_http(spec: dict) -> tuple[pd.DataFrame, dict]:
                 url = urljoin(str(r.url), nxt)
                 if str(_with_params(url, {}, at, secrets)) in seen: raise MlnbError(f'{at}: the next link {mask(url, secrets)} repeats an earlier page')
                 if headers and urlsplit(url)[:2] != urlsplit(str(r.url))[:2]:
-                    raise MlnbError(f'{at}: the next link {mask(url, secrets)} leads to another host; following it would send the `headers` there')
+                    raise MlnbError(f"{at}: the next link {mask(url, secrets)} leads to another host, and the `headers` go only to the url's; it is not followed")
     df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return df, {'source': 'http', 'url': mask(spec['url'], secrets), 'params': mask(spec.get('params') or {}, secrets), 'pages': pages,
-                'rows': len(df), 'columns': df.shape[1], 'bytes': nbytes, 'sha256': h.hexdigest()}
+                'rows': len(df), 'columns': df.shape[1], 'sha256': frame_sha256(df)}
 
 # %% ../nbs/0a_sources.ipynb #89d556dd
 def check_source(kind: str, spec: dict, timeout: float = 5) -> None:
@@ -340,7 +389,7 @@ def check_source(kind: str, spec: dict, timeout: float = 5) -> None:
         where, s, pag, url, params, headers, secrets = _http_spec(spec)
         try:
             first = _with_params(url, _page_params(pag, params, 0, 0), where, secrets)
-            with _client(headers, timeout, where, secrets) as client, client.stream('GET', first) as r:
-                if not r.is_success: raise MlnbError(f'{where}: {_status(r)}')
+            with _client(headers, timeout, where, secrets, url) as client, client.stream('GET', first) as r:
+                if not r.is_success: raise MlnbError(f'{where}: {_status(r)}{_moved(r, secrets)}')
         except httpx.HTTPError as e: raise MlnbError(f'{where}: {mask(_http_reason(e), secrets)}') from None
     else: raise MlnbError(f'source kind {kind!r} is not sql or http')

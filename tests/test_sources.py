@@ -3,7 +3,7 @@ import http.server, json, socket, threading, time
 from urllib.parse import parse_qs, urlsplit
 import pandas as pd, pytest, sqlalchemy as sa, yaml
 from mlnb.core import MlnbError
-from mlnb.sources import check_source, read_http, read_sql
+from mlnb.sources import check_source, frame_sha256, read_http, read_sql
 
 TOKEN = 'tok-3f9a-secret'
 ITEMS = [{'id': i, 'name': f'item {i}', 'price': i * 1.25} for i in range(23)]
@@ -115,7 +115,7 @@ def test_pagination_page(api):
     df, ident = read_http({'url': f'{api}/page', 'pagination': {'type': 'page', 'size': 10}})
     assert df.id.tolist() == list(range(23)) and list(df.columns) == ['id', 'name', 'price']
     assert (ident['pages'], ident['rows'], ident['columns']) == (4, 23, 3)     # 10, 10, 3 and the empty 4th
-    assert ident['bytes'] > 0 and len(ident['sha256']) == 64 and ident['url'] == f'{api}/page' and ident['params'] == {}
+    assert ident['sha256'] == frame_sha256(df) and ident['url'] == f'{api}/page' and ident['params'] == {}   # the records' hash, not the pages'
 
 def test_pagination_offset_stops_at_a_short_page(api):
     df, ident = read_http({'url': f'{api}/offset', 'records_path': 'results', 'pagination': {'type': 'offset', 'size': 5}})
