@@ -12,7 +12,7 @@ from pathlib import Path
 __all__ = ['CHECK', 'KERNEL_MODULES', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
            'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor',
            'remote_fs', 'put_files', 'get_files', 'library_signature', 'worker_zygote', 'warm_worker', 'run_stage_task',
-           'interrupt_stage', 'DaskExecutor']
+           'interrupt_stage', 'StageEnv', 'stage_env', 'DaskExecutor']
 
 # %% ../nbs/07_engine.ipynb #60804193
 CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
@@ -446,6 +446,7 @@ def _stage_in(fs, root: str, out: Path, params: dict) -> tuple:
 
 def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: int | None, env: dict, token: str, remote: str | None = None) -> dict:
     """On a Dask worker: run a stage's notebook in a kernel of its own into a temporary name, rename it to `output`; return where and how it ran.
+    `env`: variables set in the kernel's environment (None: unset there), the runner's values of those the parameters take as `${NAME}`;
     `remote`: the runs folder is that URL, not a shared path: the inputs are copied in first and the stage's files copied back after."""
     import uuid
     from distributed import get_worker, secede
@@ -461,7 +462,8 @@ def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: 
     z = worker_zygote(cwd, [notebook]); _use(z, 1)
     pool = KernelPool(Path(cwd), zygote=z or False)
     for k in _nanny_environ(): pool.env.pop(k, None)  # the nanny's settings for the worker, not for a stage's kernel
-    pool.env.update(env)
+    pool.env.update({k: v for k, v in env.items() if v is not None})
+    for k in [k for k, v in env.items() if v is None]: pool.env.pop(k, None)  # the runner has not set it: never this worker's value
     try:
         km = pool.take(token, Path(notebook), threads); _STAGES[token] = km
         try: execute_notebook(Path(notebook), tmp, params, km, Path(cwd))
@@ -480,6 +482,18 @@ def interrupt_stage(token: str) -> bool:
     km = _STAGES.get(token)
     if km is None or getattr(km.provisioner, 'process', None) is None: return False
     km.provisioner.process.send_signal(signal.SIGINT); return True
+
+# %% ../nbs/07_engine.ipynb #d2a9b4e6
+class StageEnv(dict):
+    "Environment variables a Dask task sets in its stage's kernel (None: unset there); shown without their values."
+    def __repr__(self): return f"StageEnv({', '.join(self)})"
+    __str__ = __repr__
+
+def stage_env(params: dict) -> StageEnv:
+    "The runner's values of the environment variables that a stage's `params` take as `${NAME}` (None for one not set here), for its kernel on a Dask worker."
+    from mlnb.cache import RUNNER_PARAMS
+    from mlnb.sources import env_names
+    return StageEnv({n: os.environ.get(n) for n in sorted(env_names({k: v for k, v in params.items() if k not in RUNNER_PARAMS}))})
 
 # %% ../nbs/07_engine.ipynb #1bb6422f
 def _lost(job: Job, e) -> Exception:
@@ -527,7 +541,7 @@ class DaskExecutor(_Executor):
         self.check(job)
         token = f'{job.output.parent.name}-{job.name}'
         fut = self.client.submit(run_stage_task, str(job.notebook), str(job.output), job.params, str(self.cwd), threads if self.cluster else None,
-                                 {'MLNB_DASK_SCHEDULER': self.address}, token, self.remote, key=f'mlnb-{token}', pure=False, resources=job.resources or None)
+                                 StageEnv({**stage_env(job.params), 'MLNB_DASK_SCHEDULER': self.address}), token, self.remote, key=f'mlnb-{token}', pure=False, resources=job.resources or None)
         self.running[job.name] = (fut, token); self.outputs.append(job.output)
         def waiter():
             err = None
