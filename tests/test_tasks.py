@@ -93,6 +93,20 @@ def test_mlnb_new_then_run_on_a_table_it_has_not_seen(tmp_path):
     p['stages']['deploy']['params']['registry'] = str(tmp_path/'registry')       # keep the project's registry clean
     m = run(write_params(tmp_path/'t.yaml', p), tmp_path)
     assert m['stages']['evaluate']['glued']['r2'] > 0.8 and m['stages']['features']['glued']['dropped'] == ['ticket_id']
+    assert p['stages']['deploy']['params']['minimums'] == {'r2': 0.05}   # the mean's CV R² is about 0: a version must beat it by 0.05
+    assert m['stages']['deploy']['glued']['promoted'] is True
+
+def test_mlnb_new_gate_stops_a_model_that_cannot_beat_guessing(tmp_path):
+    "A target unrelated to every column: `mlnb new`'s minimum (a trivial model's CV score + 0.05) keeps the first version out of production."
+    rng = np.random.default_rng(3); n = 600
+    pd.DataFrame({'a': rng.normal(size=n), 'b': rng.choice(['x', 'y', 'z'], n), 'y': rng.choice(['no', 'yes'], n)}).to_csv(tmp_path/'noise.csv', index=False)
+    project = tmp_path/'project'; project.mkdir(); (project/'settings.ini').write_text('[DEFAULT]\n')
+    assert mlnb('new', 'noise', '--data', tmp_path/'noise.csv', '--target', 'y', cwd=project).returncode == 0
+    p = yaml.safe_load((project/'params'/'noise.yaml').read_text())
+    assert p['stages']['deploy']['params']['minimums'] == {'roc_auc': 0.55}
+    p['stages']['deploy']['params']['registry'] = str(tmp_path/'registry')
+    m = run(write_params(tmp_path/'n.yaml', p), tmp_path)
+    assert m['stages']['deploy']['glued']['promoted'] is False and 'roc_auc' in ' '.join(m['stages']['deploy']['glued']['gate_reasons'])
 
 def test_role_inference():
     rng = np.random.default_rng(0); n = 80
