@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ZIP_EPOCH', 'PNG_METADATA', 'VOLATILE_KEY', 'SCRAP_MIME', 'TASK_KEYS', 'defer_rfc3987_syntax', 'MlnbError',
-           'project_root', 'project_path', 'atomic_path', 'write_text', 'sha256_file', 'read_verified', 'model_types',
-           'allowed_type', 'refused_types', 'load_model', 'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir',
-           'save_artifact', 'is_artifact', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'show_figure',
-           'scrap_value', 'read_scraps', 'Upstream']
+__all__ = ['EXTRA_TYPES', 'ZIP_EPOCH', 'PNG_METADATA', 'VOLATILE_KEY', 'SCRAP_MIME', 'TASK_KEYS', 'defer_rfc3987_syntax',
+           'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text', 'sha256_file', 'read_verified',
+           'model_types', 'allowed_types', 'allowed_type', 'refused_types', 'risky_params', 'load_model',
+           'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir', 'save_artifact', 'is_artifact',
+           'manifest_sha256', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'show_figure', 'scrap_value',
+           'read_scraps', 'Upstream']
 
 # %% ../nbs/00_core.ipynb #116229be
 import importlib, importlib.util, sys, types
@@ -85,6 +86,11 @@ def read_verified(path: str | Path, sha256: str, what: str = 'file') -> bytes:
     return data
 
 # %% ../nbs/00_core.ipynb #225f8eca
+def _type_name(node: dict) -> str:
+    "`module.Class` as skops writes it for `node`; fields that are not plain names give a name no allowlist holds."
+    mod, cls = node.get('__module__'), node.get('__class__')
+    return f'{mod}.{cls}' if isinstance(mod, str) and isinstance(cls, str) and '.' not in cls else f'{mod!r}:{cls!r}'
+
 def model_types(data: bytes, where: str = 'model') -> dict:
     "The types the skops file `data` names, by the skops node that builds them: `{loader: [module.name, ...]}`."
     try: schema = json.loads(zipfile.ZipFile(io.BytesIO(data)).read('schema.json'))
@@ -93,13 +99,16 @@ def model_types(data: bytes, where: str = 'model') -> dict:
     while todo:
         s = todo.pop()
         if isinstance(s, dict):
-            if '__loader__' in s: found.setdefault(str(s['__loader__']), set()).add(f"{s.get('__module__')}.{s.get('__class__')}")
+            if '__loader__' in s: found.setdefault(str(s['__loader__']), set()).add(_type_name(s))
             todo.extend(s.values())
         elif isinstance(s, list): todo.extend(s)
     return {k: sorted(v) for k, v in sorted(found.items())}
 
 # %% ../nbs/00_core.ipynb #786c5b60
-_ROOTS = ('builtins', 'collections', 'numpy', 'scipy', 'sklearn', 'mlnb')
+import functools
+
+EXTRA_TYPES = set()  # your own classes a model may hold as objects (skops ObjectNode), by full name as skops writes it: `EXTRA_TYPES.add('mypkg.models.MyEstimator')`
+
 _EXACT = {'JsonNode': {'builtins.str'}, 'DictNode': {'builtins.dict', 'collections.OrderedDict'}, 'DefaultDictNode': {'collections.defaultdict'},
           'ListNode': {'builtins.list'}, 'SetNode': {'builtins.set'}, 'TupleNode': {'builtins.tuple'}, 'SliceNode': {'builtins.slice'},
           'BytesNode': {'builtins.bytes'}, 'BytearrayNode': {'builtins.bytearray'}, 'DTypeNode': {'numpy.dtype'},
@@ -110,65 +119,118 @@ _EXACT = {'JsonNode': {'builtins.str'}, 'DictNode': {'builtins.dict', 'collectio
           'FunctionNode': {'sklearn.utils.validation.check_array', 'sklearn.feature_selection._univariate_selection.f_classif',
                            'sklearn.feature_selection._univariate_selection.f_regression'}, 'PartialNode': {'functools.partial'}}
 _VALUES = {'builtins.str', 'builtins.int', 'builtins.float', 'builtins.bool', 'builtins.complex', 'builtins.bytes', 'builtins.object'}
-_PARTS = {'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor', 'sklearn._loss.link.Interval',
-          'sklearn.calibration._CalibratedClassifier'}  # a calibrated linear SVM's per-fold (model, calibrators) pairs
+_SKLEARN_CLASSES = (  # what mlnb's stages put in a model (features.make_preprocessor, add_selection; train.MODELS, make_model), where scikit-learn exports it
+    'sklearn.pipeline.Pipeline', 'sklearn.pipeline.FeatureUnion', 'sklearn.compose.ColumnTransformer',
+    'sklearn.preprocessing.StandardScaler', 'sklearn.preprocessing.MinMaxScaler', 'sklearn.preprocessing.OneHotEncoder',
+    'sklearn.preprocessing.OrdinalEncoder', 'sklearn.preprocessing.TargetEncoder', 'sklearn.preprocessing.FunctionTransformer',
+    'sklearn.preprocessing.LabelEncoder', 'sklearn.preprocessing.LabelBinarizer', 'sklearn.impute.SimpleImputer', 'sklearn.impute.MissingIndicator',
+    'sklearn.feature_extraction.text.TfidfVectorizer', 'sklearn.feature_extraction.text.TfidfTransformer', 'sklearn.feature_extraction.text.CountVectorizer',
+    'sklearn.decomposition.PCA', 'sklearn.decomposition.TruncatedSVD',
+    'sklearn.feature_selection.VarianceThreshold', 'sklearn.feature_selection.SelectKBest', 'sklearn.feature_selection.SelectFromModel',
+    'sklearn.linear_model.LogisticRegression', 'sklearn.linear_model.Ridge', 'sklearn.naive_bayes.ComplementNB',
+    'sklearn.svm.LinearSVC', 'sklearn.svm.LinearSVR', 'sklearn.calibration.CalibratedClassifierCV', 'sklearn.isotonic.IsotonicRegression',
+    'sklearn.ensemble.RandomForestClassifier', 'sklearn.ensemble.RandomForestRegressor', 'sklearn.tree.DecisionTreeClassifier', 'sklearn.tree.DecisionTreeRegressor',
+    'sklearn.ensemble.HistGradientBoostingClassifier', 'sklearn.ensemble.HistGradientBoostingRegressor',
+    # their parts, which have no public name: HistGradientBoosting's binning and trees, a calibrated model's per-fold (model, calibrators) pairs
+    'sklearn.ensemble._hist_gradient_boosting.binning._BinMapper', 'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor',
+    'sklearn._loss.link.Interval', 'sklearn.calibration._CalibratedClassifier', 'sklearn.calibration._SigmoidCalibration')
+_MLNB_CLASSES = {'mlnb.train.MissingMarkers', 'mlnb.features.TextCleaner', 'mlnb.features.DateParts', 'mlnb.features.Tfidf'}
 _CALLABLES = {'FunctionNode': 'a function', 'MethodNode': 'a bound method', 'PartialNode': 'a functools.partial', 'OperatorFuncNode': 'an operator function'}
 
-def _class(name: str):
-    "The class `name` (`module.Class`) names, importing only modules under `_ROOTS`; None for anything else."
-    mod, _, cls = name.rpartition('.')
-    if mod.split('.')[0] not in _ROOTS or not all(p.isidentifier() for p in (*mod.split('.'), cls)): return None
-    try: obj = getattr(importlib.import_module(mod), cls)
-    except Exception: return None
-    return obj if isinstance(obj, type) else None
+def _full(c: type) -> str: return f'{c.__module__}.{c.__name__}'
 
-def _numpy_value(c, arrays=False) -> bool:
-    import numpy as np
-    return issubclass(c, np.generic) or (arrays and c is np.ndarray)
+def _defined(mod, *bases) -> set:
+    "Full names of the subclasses of `bases` that module `mod` defines (not `bases` themselves)."
+    return {_full(c) for c in vars(mod).values() if isinstance(c, type) and c.__module__ == mod.__name__ and issubclass(c, bases) and c not in bases}
 
-def _estimator_or_part(c) -> bool:
-    from sklearn.base import BaseEstimator
-    from sklearn._loss.link import BaseLink
-    from sklearn._loss.loss import BaseLoss
-    return c.__module__.split('.')[0] in ('sklearn', 'mlnb') and (issubclass(c, (BaseEstimator, BaseLoss, BaseLink)) or f'{c.__module__}.{c.__qualname__}' in _PARTS)
+def _public(path: str) -> str:
+    "The full name (defining module) of the class exported as `path` by one of mlnb's fixed names."
+    mod, _, name = path.rpartition('.')
+    return _full(getattr(importlib.import_module(mod), name))
 
-def _cython_loss(c) -> bool:
-    from sklearn._loss._loss import CyHalfMultinomialLoss, CyLossFunction
-    return c.__module__.startswith('sklearn.') and issubclass(c, (CyLossFunction, CyHalfMultinomialLoss))
+@functools.cache
+def _derived() -> dict:
+    "The exact names of the nodes whose lists come from the packages: the tables above and NumPy's, SciPy's and `sklearn._loss`'s own classes."
+    import numpy as np, scipy.sparse as sp
+    from sklearn._loss import _loss, link, loss
+    scalars = {_full(t) for t in set(np.sctypeDict.values())}
+    return {'ObjectNode': {_public(p) for p in _SKLEARN_CLASSES} | _MLNB_CLASSES | _defined(loss, loss.BaseLoss) | _defined(link, link.BaseLink),
+            'LossNode': _defined(_loss, _loss.CyLossFunction) | {_full(_loss.CyHalfMultinomialLoss)},  # the multinomial loss is not a CyLossFunction
+            'NdArrayNode': scalars | {'numpy.ndarray'}, 'TypeNode': scalars | _VALUES,
+            'SparseMatrixNode': {_full(c) for c in vars(sp).values() if isinstance(c, type) and issubclass(c, (sp.spmatrix, sp.sparray)) and c not in (sp.spmatrix, sp.sparray)}}
 
-def _sparse(c) -> bool:
-    import scipy.sparse as sp
-    return issubclass(c, (sp.spmatrix, sp.sparray))
-
-_RULES = {'NdArrayNode': lambda c: _numpy_value(c, arrays=True), 'TypeNode': _numpy_value, 'ObjectNode': _estimator_or_part,
-          'LossNode': _cython_loss, 'SparseMatrixNode': _sparse}
+def allowed_types(loader: str) -> frozenset:
+    "Every full name the skops node `loader` may build (`EXTRA_TYPES` included for objects)."
+    if loader in _EXACT: return frozenset(_EXACT[loader])
+    return frozenset(_derived().get(loader, set()) | (EXTRA_TYPES if loader == 'ObjectNode' else set()))
 
 def allowed_type(loader: str, name: str) -> bool:
-    "May the skops node `loader` build `name`? Exact names for containers and values, a class rule for the rest."
-    if loader in _EXACT: return name in _EXACT[loader]
-    if loader == 'TypeNode' and name in _VALUES: return True
-    return loader in _RULES and (c := _class(name)) is not None and _RULES[loader](c)
+    "May the skops node `loader` build `name`? Decided on the name alone: nothing the file names is imported."
+    return name in allowed_types(loader)
 
 def refused_types(types: dict) -> list:
     "The entries of `types` (from `model_types`) that `allowed_type` refuses, each saying what it is."
     return [f"{n} ({_CALLABLES.get(l, 'skops ' + l)})" for l, ns in types.items() for n in ns if not allowed_type(l, n)]
 
+# %% ../nbs/00_core.ipynb #c2a9e5f1
+def _reachable(obj, root: str):
+    "Every object reachable from `obj`, with where it is: attributes, items of lists, tuples, sets and dicts (keys too), elements of object arrays, a partial's arguments."
+    import numpy as np
+    seen, todo = set(), [(obj, root)]
+    while todo:
+        o, at = todo.pop()
+        if o is None or isinstance(o, (str, bytes, int, float, complex, type)) or id(o) in seen: continue
+        seen.add(id(o)); yield o, at
+        if isinstance(o, dict): todo += [(k, f'{at} key {k!r}') for k in o] + [(v, f'{at}[{k!r}]') for k, v in o.items()]
+        elif isinstance(o, (list, tuple, set, frozenset)): todo += [(v, f'{at}[{i}]') for i, v in enumerate(o)]
+        elif isinstance(o, np.ndarray): todo += [(v, f'{at}[{i}]') for i, v in enumerate(o.ravel())] if o.dtype.hasobject else []
+        elif isinstance(o, functools.partial): todo += [(o.func, f'{at}.func'), (o.args, f'{at}.args'), (o.keywords, f'{at}.keywords')]
+        elif isinstance(d := getattr(o, '__dict__', None), dict): todo += [(v, f'{at}.{k}') for k, v in d.items()]
+
+def _vectorizer(o) -> bool:
+    from sklearn.feature_extraction.text import _VectorizerMixin
+    return isinstance(o, _VectorizerMixin)
+
+_RISKY = (  # (parameter, is its value one that reaches outside the model?, what it would do)
+    ('memory', lambda o, v: v is not None, 'caches fitted steps in, and loads pickles from, the place it names'),
+    ('input', lambda o, v: v != 'content' and _vectorizer(o), "opens the file each scored record's text names"))
+
+def risky_params(obj) -> list:
+    "The parameters anywhere in the loaded model `obj` that reach the file system: `where: Class.param=value (what it does)`."
+    return sorted(f'{at}: {type(o).__name__}.{p}={d[p]!r} ({why})' for o, at in _reachable(obj, type(obj).__name__)
+                  if isinstance(d := getattr(o, '__dict__', None), dict) for p, bad, why in _RISKY if p in d and bad(o, d[p]))
+
 # %% ../nbs/00_core.ipynb #e8d1b033
+def _building(tb) -> str | None:
+    "The type the innermost skops node in the traceback `tb` was importing or building."
+    from skops.io._audit import Node
+    name = None
+    for frame, _ in __import__('traceback').walk_tb(tb):
+        if isinstance(s := frame.f_locals.get('self'), Node): name = f'{s.module_name}.{s.class_name}'
+    return name
+
 def load_model(src: str | Path | bytes, types: dict | None = None, where: str | None = None):
-    "Load a skops model from a path or its bytes: every type in it must be allowed (and, given `types`, be exactly those)."
+    "Load a skops model from a path or its bytes: every type in it must be allowed (and, given `types`, be exactly those), and no parameter may reach the file system."
     import skops.io as sio
     from skops.io.exceptions import UntrustedTypesFoundException
     data, where = (src, where or 'model') if isinstance(src, bytes) else (Path(src).read_bytes(), where or str(src))
     found = model_types(data, where)
     if bad := refused_types(found):
-        raise MlnbError(f"{where}: refusing to load a model holding unknown types {bad}: a model may hold only scikit-learn estimators "
-                        "and their parts, NumPy arrays and scalar types, plain containers and mlnb's own estimator classes, never a function")
+        raise MlnbError(f"{where}: refusing to load a model holding unknown types {bad}: a model may hold only the scikit-learn estimators "
+                        "mlnb builds and their parts, NumPy arrays and scalar types, plain containers and mlnb's own estimator classes "
+                        "(more with mlnb.core.EXTRA_TYPES), never a function")
     if types is not None and found != types:
         flat = lambda t: {f'{n} ({l})' for l, ns in t.items() for n in ns}
         raise MlnbError(f'{where}: refusing a model whose types differ from those recorded at registration '
                         f'(added: {sorted(flat(found) - flat(types))}, gone: {sorted(flat(types) - flat(found))})')
-    try: return sio.loads(data, trusted=sorted({n for ns in found.values() for n in ns}))
+    try: model = sio.loads(data, trusted=sorted({n for ns in found.values() for n in ns}))
     except UntrustedTypesFoundException as e: raise MlnbError(f'{where}: {e}') from None
+    except KeyboardInterrupt: raise
+    except BaseException as e:  # SystemExit too: a module's import or a class's __setstate__ must not end the process
+        raise MlnbError(f"{where}: refusing a model whose {_building(e.__traceback__) or 'file'} raised {type(e).__name__}({e}) while loading") from e
+    if risky := risky_params(model):
+        raise MlnbError(f'{where}: refusing a model whose parameters reach the file system: {risky}; set them to their defaults before saving the model')
+    return model
 
 # %% ../nbs/00_core.ipynb #0602357b
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry: every entry of a model file gets it
@@ -236,10 +298,26 @@ def is_artifact(v) -> bool:
     "Is `v` an artifact reference as made by `save_artifact`?"
     return isinstance(v, dict) and set(v) == {'path', 'sha256', 'bytes'}
 
+def manifest_sha256(run_dir: str | Path, path: str) -> str | None:
+    "The sha256 the manifest `run_dir/run.json` records for the artifact at `path` (relative to the run); None without a manifest or a record."
+    p = Path(run_dir)/'run.json'
+    try: man = json.loads(p.read_bytes())
+    except FileNotFoundError: return None
+    except ValueError as e: raise MlnbError(f'run manifest {p} is not JSON ({e}); it is written whole, so it was changed after') from None
+    stages = man.get('stages') if isinstance(man, dict) else None
+    for st in (stages.values() if isinstance(stages, dict) else ()):
+        arts = st.get('artifacts') if isinstance(st, dict) else None
+        for ref in (arts.values() if isinstance(arts, dict) else ()):
+            if is_artifact(ref) and ref['path'] == path: return ref['sha256']
+    return None
+
 def load_artifact(ref: dict, run_dir: str | Path):
-    "Load the artifact `ref` points to under `run_dir`, from bytes read once and checked against its sha256."
+    "Load the artifact `ref` points to under `run_dir`, from bytes read once and checked against its sha256 and the one the run's manifest records."
     p = Path(run_dir)/ref['path']
     data = read_verified(p, ref['sha256'], 'artifact')
+    if (m := manifest_sha256(run_dir, ref['path'])) is not None and m != ref['sha256']:
+        raise MlnbError(f"artifact {p} has sha256 {ref['sha256'][:12]}…, but the run's manifest {Path(run_dir)/'run.json'} records {m[:12]}…: "
+                        "the artifact and its glued reference were changed after the stage that wrote them ended")
     if p.suffix == '.parquet':
         import pandas as pd
         return pd.read_parquet(io.BytesIO(data))
