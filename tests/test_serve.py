@@ -154,6 +154,14 @@ def test_api_keys(server):
     assert st == 200 and m['name'] == 'adult' and m['metrics'] == {'roc_auc': 0.9} and m['schema']['gender']['isin'] == ['Female', 'Male']
     assert m['scorer'] == 'FastScorer'
 
+def test_openapi_describes_the_body_and_the_refusals(server):
+    st, d = server.call('GET', '/openapi.json')
+    p = d['paths']['/predict']['post']; record = p['requestBody']['content']['application/json']['schema']['anyOf'][0]
+    assert st == 200 and record['required'] == list(SCHEMA)[:-1] and record['properties']['age'] == {'type': 'integer', 'minimum': 17, 'maximum': 100}
+    assert record['properties']['gender'] == {'anyOf': [{'type': 'string', 'enum': ['Female', 'Male'], 'maxLength': 10_000}, {'type': 'null'}]}  # null: like the `?` marker
+    assert {'200', '401', '403', '413', '422'} <= set(p['responses']) and d['paths']['/health']['get']['security'] == []
+    assert server.call('GET', '/openapi.json', key=None)[0] == 401
+
 def test_reload_under_concurrent_requests(server, registry):
     reg = registry[0]
     v2, pipe2 = register(reg, seed=5); reg.promote(f'adult@{v2}')
