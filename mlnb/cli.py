@@ -280,7 +280,9 @@ def cmd_monitor(a) -> int:
     from mlnb.monitor import monitor_summary
     from mlnb.pipeline import load_plan, run_plan
     if not (a.data or a.log): raise MlnbError('monitor: give the new batch with --data FILE or --log PREDICTION_LOG')
-    extra = yaml.safe_load(Path(a.params).read_text()) if a.params else {}
+    if a.params and not Path(a.params).is_file(): raise MlnbError(f'monitor: --params {a.params} does not exist')
+    try: extra = yaml.safe_load(Path(a.params).read_text()) if a.params else {}
+    except yaml.YAMLError as e: raise MlnbError(f'monitor: --params {a.params} is not valid YAML: {e}') from None
     if not isinstance(extra, dict): raise MlnbError(f'monitor: {a.params} must be a mapping of monitor parameters')
     params = {**extra, 'model': a.model, 'registry': _abs(a.registry), 'data': _abs(a.data), 'prediction_log': _abs(a.log)}
     with tempfile.TemporaryDirectory() as d:
@@ -295,9 +297,9 @@ def cmd_monitor(a) -> int:
     g = man['stages']['monitor']['glued']
     print(f"{monitor_summary(g)}\nreport: {run_dir/'report.html'}")
     acted = g['drift_detected'] or g['performance_drop']
-    if acted and a.retrain:
-        if not g['labelled'] or not a.data: print('retrain: the new batch has no labels, so it cannot be trained on', file=sys.stderr)
-        else: retrain(a, g, run_dir)
+    if acted and a.retrain:  # asked to retrain and it could not, or its run failed: 1, as a failed stage
+        if not g['labelled'] or not a.data: print('retrain: the new batch has no labels, so it cannot be trained on', file=sys.stderr); return 1
+        if retrain(a, g, run_dir)['status'] != 'ok': return 1
     return 3 if acted else 0
 
 def retrain(a, g: dict, monitor_dir: Path):

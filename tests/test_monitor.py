@@ -15,7 +15,7 @@ def batch(seed, shift=False):
     return df
 
 # `mlnb monitor`'s exit codes (mlnb/cli.py: cmd_monitor, main): every call below asserts exactly one of them
-NO_DRIFT, FAILED, USAGE, DRIFT = 0, 1, 2, 3   # 3: drift or a performance drop; 1: the monitor stage failed; 2: bad arguments, nothing ran
+NO_DRIFT, FAILED, USAGE, DRIFT = 0, 1, 2, 3   # 3: drift or a performance drop; 1: the monitor stage, or the retraining asked for, failed; 2: bad arguments, nothing ran
 
 def monitor(d, data, tmp_path, *extra):
     "Run `mlnb monitor` on `data` against the small run's registry; `(process, what this call's monitor stage glued, or None if it made no run)`."
@@ -105,10 +105,18 @@ def test_a_batch_or_model_that_is_not_there_fails_the_stage(small_run, tmp_path)
     r = mlnb('monitor', '--model', 'no-such-model', '--registry', d/'registry', '--data', tmp_path/'new.csv', '--runs-dir', tmp_path/'monitor')
     assert r.returncode == FAILED and 'no-such-model' in r.stdout + r.stderr, r.stdout + r.stderr
 
-@pytest.mark.xfail(strict=True, reason='library: cmd_monitor reads --params with Path.read_text, so a missing file is a FileNotFoundError '
-                                       'traceback and exit 1, not a usage error (2) naming the file; see the issue 18 report')
 def test_a_missing_params_file_is_a_usage_error(tmp_path):
     d = tmp_path
     batch(15).to_csv(tmp_path/'new.csv', index=False)
     r, g = monitor(d, tmp_path/'new.csv', tmp_path, '--params', tmp_path/'no-such.yaml')
     assert r.returncode == USAGE and 'no-such.yaml' in r.stderr and 'Traceback' not in r.stderr and g is None, r.stdout + r.stderr
+
+def test_retrain_that_cannot_happen_exits_1(small_run, tmp_path):
+    "Drift with `--retrain` on a batch without labels: the retraining asked for cannot run, so the exit is FAILED, not DRIFT."
+    _, _, d = small_run
+    batch(16, shift=True).drop(columns=['income']).to_csv(tmp_path/'new.csv', index=False)
+    (tmp_path/'strict.yaml').write_text(yaml.safe_dump({'drift_share': 0.1}))
+    train = write_params(tmp_path/'train.yaml', small_params())
+    r, g = monitor(d, tmp_path/'new.csv', tmp_path, '--params', tmp_path/'strict.yaml', '--retrain', '--train-params', train, '--train-runs-dir', tmp_path/'runs')
+    assert r.returncode == FAILED and g['drift_detected'] and 'no labels' in r.stderr, r.stdout + r.stderr
+    assert not (tmp_path/'runs').exists()
