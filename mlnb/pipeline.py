@@ -175,8 +175,10 @@ def check_stage(stage: Stage, shared: dict, src, root) -> list:
 def source_problems(stage: Stage, shared: dict, where: str) -> list:
     "For a stage reading a database or an API (`source: sql|http`): a missing spec, a secret written out, or the source failing to answer (tried now, in seconds)."
     kind = stage.params.get('source', shared.get('source', 'file')) if 'source' in stage.declared else 'file'
-    if kind not in ('sql', 'http'): return []
     from mlnb.sources import check_source, literal_secrets
+    if bad := [m for k in ('sql', 'http') if isinstance(s := stage.params.get(k, shared.get(k)), dict) and s for m in literal_secrets(s, f"{where}: {k}")]:
+        return bad  # a secret written out in a block the stage does not use still lands in params.yaml and run.json
+    if kind not in ('sql', 'http'): return []
     spec = stage.params.get(kind, shared.get(kind)) or {}
     if not isinstance(spec, dict) or not spec.get('url'): return [f"{where}: source {kind} needs `{kind}: {{url: ...{', query: ... or table: ...' if kind == 'sql' else ''}}}`"]
     if bad := literal_secrets(spec, f"{where}: {kind}"): return bad
@@ -357,7 +359,9 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None, pid=os.getpid(), host=platform.node(),
                params_file=str(plan.path), params=plan.raw, headline=plan.headline, git=git_state(plan.root),
                environment=environment(), cache=str(db.path) if db else None, jobs=jobs, executor=dict(kind=kind), stages={})
-    if remote: man['runs_url'] = remote
+    if remote:
+        from mlnb.sources import mask
+        man['runs_url'] = mask(remote, set())  # s3://KEY:SECRET@bucket/... must not land in run.json
     if only or start or until: man['partial'] = {k: v for k, v in dict(only=only, start=start, until=until).items() if v}
     for s in stages:
         man['stages'][s.name] = dict(notebook=str(s.notebook.relative_to(plan.root) if s.notebook.is_relative_to(plan.root) else s.notebook),

@@ -138,6 +138,15 @@ def test_written_out_secrets_stop_mlnb_run_before_anything_runs(api, tmp_path):
     assert f"{p}: stage 'ingest': http: headers 'X-API-Key' is written out" in r.stderr and "Accept" not in r.stderr.split('X-API-Key')[0], r.stderr
     assert 'lit-tok-81' not in r.stderr + r.stdout and 'lit-key-82' not in r.stderr + r.stdout and not (tmp_path/'runs').exists()
 
+def test_a_written_out_secret_in_an_unused_source_block_is_refused_too(tmp_path):
+    "A file source with a leftover `http:` block: the block is copied into params.yaml and run.json all the same, so its secret is refused."
+    p = tmp_path/'p.yaml'
+    p.write_text(yaml.safe_dump({'shared': {'seed': 1}, 'stages': {'ingest': {'params': {
+        'path': 'data/adult.csv.gz', 'sample_rows': 100, 'http': {'url': 'https://api.example.org/items', 'headers': {'X-API-Key': 'lit-key-83'}}}}}}))
+    r = mlnb('run', p, '--runs-dir', tmp_path/'runs')
+    assert r.returncode == 2 and "stage 'ingest': http: headers 'X-API-Key' is written out" in r.stderr, r.stdout + r.stderr
+    assert 'lit-key-83' not in r.stdout + r.stderr and not (tmp_path/'runs').exists()
+
 @pytest.mark.slow
 def test_mlnb_run_with_secrets_writes_them_nowhere_and_a_new_envelope_keeps_validate_cached(api, tmp_path, monkeypatch):
     for k, v in ENV.items(): monkeypatch.setenv(k, v)
