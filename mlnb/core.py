@@ -203,9 +203,10 @@ def risky_params(obj) -> list:
 # %% ../nbs/00_core.ipynb #e8d1b033
 def _building(tb) -> str | None:
     "The type the innermost skops node in the traceback `tb` was importing or building."
+    import traceback
     from skops.io._audit import Node
     name = None
-    for frame, _ in __import__('traceback').walk_tb(tb):
+    for frame, _ in traceback.walk_tb(tb):
         if isinstance(s := frame.f_locals.get('self'), Node): name = f'{s.module_name}.{s.class_name}'
     return name
 

@@ -149,6 +149,15 @@ def test_split_names_do_not_match_allowed_ones():
     split = crafted(data, lambda s: s.update(__module__='sklearn', __class__='linear_model._logistic.LogisticRegression'))
     with pytest.raises(MlnbError, match=r"unknown types \[\"'sklearn':'linear_model._logistic.LogisticRegression' \(skops ObjectNode\)\"\]"): load_model(split)
 
+def test_bit_generator_name_is_checked_too():
+    "A Generator's bit generator is named inside its state, not as a type: skops' audit, with exactly the file's types trusted, refuses another name."
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    data = model_bytes(HistGradientBoostingClassifier(max_iter=2).fit(np.c_[np.arange(40.)], np.arange(40) % 2))
+    def rename(schema):
+        gen = next(n for n in nodes(schema) if n['__loader__'] == 'RandomGeneratorNode')
+        gen['content']['bit_generator']['content']['bit_generator']['content'] = '"seed"'
+    with pytest.raises(MlnbError, match='numpy.random.seed'): load_model(crafted(data, rename))
+
 def test_system_exit_from_importing_a_type_is_a_refusal(tmp_path, monkeypatch):
     (tmp_path/'mlnb_exits.py').write_text('raise SystemExit("imported")\n')
     monkeypatch.syspath_prepend(str(tmp_path))
