@@ -9,7 +9,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-from .core import MlnbError, load_model, model_types, project_path, read_verified, refused_types
+from .core import MlnbError, load_model, model_types, project_path, read_verified, refused_types, risky_params
 
 # %% auto #0
 __all__ = ['ALIASES', 'LOWER_IS_BETTER', 'ModelVersion', 'Registry', 'gate', 'model_card']
@@ -105,6 +105,7 @@ class Registry:
         if not _NAME.fullmatch(name): raise MlnbError(f"registry: model name '{name}' must be letters, digits, '.', '_' or '-'")
         model = sio.dumps(pipeline); types = model_types(model, f"registry: model '{name}'")
         if bad := refused_types(types): raise MlnbError(f"registry: refusing to register model '{name}': loading would refuse its types {bad}")
+        if bad := risky_params(pipeline): raise MlnbError(f"registry: refusing to register model '{name}': loading would refuse its parameters that reach the file system {bad}")
         ref = io.BytesIO(); reference.to_parquet(ref, index=False)
         data = {'model.skops': model, 'schema.json': _dumps(schema), 'reference.parquet': ref.getvalue(), 'metrics.json': _dumps(metrics), 'card.md': card.encode()}
         tmp = Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=self.root))
