@@ -84,7 +84,7 @@ def _short(v, n: int = 60) -> str:
     r = repr(v) if not isinstance(v, (list, dict)) else type(v).__name__ + (' […]' if isinstance(v, list) else ' {…}')
     return r if len(r) <= n else r[:n] + '…'
 
-_MAX_INT = int(sys.float_info.max)  # a model's inputs are float64: a larger integer has no value there
+_MAX_NUMBER = 10**38  # scikit-learn's trees compare float32 values (at most 3.4e38); an int, so comparisons and the JSON Schema are exact
 
 def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
     "The error for value `v` under the column `spec`, or None."
@@ -92,8 +92,9 @@ def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
         return f"is {v!r}{' (a number beyond ±1.8e308 reads as infinity)' if isinstance(v, float) else ''}: a number must be finite"
     if v is None or isinstance(v, NonFinite) or (isinstance(v, float) and math.isnan(v)):
         return None if nullable else f"is missing ({'null' if v is None else v!r}) but the column may not be missing"
-    if isinstance(v, LongInt) or isinstance(v, int) and not -_MAX_INT <= v <= _MAX_INT:
-        return f"is {v if isinstance(v, LongInt) else f'an integer of {len(str(abs(v))):,} digits'}: beyond the largest number a model takes (±1.8e308)"
+    if isinstance(v, LongInt) or isinstance(v, (int, float)) and not isinstance(v, bool) and not -_MAX_NUMBER <= v <= _MAX_NUMBER:
+        size = v if isinstance(v, LongInt) else f'an integer of {len(str(abs(v))):,} digits' if isinstance(v, int) else _short(v)
+        return f"is {size}: beyond ±1e38, the largest number a model is given (scikit-learn's trees compute in float32)"
     if isinstance(v, (list, dict)): return f'is a nested {_short(v)}: a field holds one plain value'
     if isinstance(v, str) and len(v) > max_chars: return f"is {len(v):,} characters long; a text value may have at most {max_chars:,} (the server's --max-text-chars)"
     t = spec.get('dtype', 'str')
@@ -134,7 +135,7 @@ def body_schema(features: list, schema: dict, nullable: set = (), max_text_chars
         if 'isin' in s: p['enum'] = list(s['isin'])
         if p['type'] == 'string': p['maxLength'] = max_text_chars
         if p['type'] in ('integer', 'number'):
-            p.update({word: s[k] for k, word in (('ge', 'minimum'), ('le', 'maximum'), ('gt', 'exclusiveMinimum'), ('lt', 'exclusiveMaximum')) if k in s})
+            p.update({'minimum': -_MAX_NUMBER, 'maximum': _MAX_NUMBER} | {w: s[k] for k, w in (('ge', 'minimum'), ('le', 'maximum'), ('gt', 'exclusiveMinimum'), ('lt', 'exclusiveMaximum')) if k in s})
         props[f] = {'anyOf': [p, {'type': 'null'}]} if s.get('nullable') or f in nullable else p
     record = {'type': 'object', 'properties': props, 'required': list(features)}
     return {'anyOf': [record, {'type': 'array', 'items': record, 'minItems': 1, 'maxItems': max_records}]}
@@ -669,9 +670,9 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
                 try:
                     if isinstance(out, Exception): raise out
                     resp = m.respond(out, unseen); log.write(c, resp, unseen); replies[i] = js(resp, headers={'X-Mlnb-Scorer': path})
-                except Exception as e: replies[i] = fault('the model could not score this request', e, 500)
+                except Exception as e: replies[i] = fault('the model could not score these records', e, 422 if isinstance(e, ValueError) else 500)  # ValueError: scikit-learn refused the values
         return replies
-    pool = ScoringPool(score, limits.threads)
+    pool, app.state.score = ScoringPool(score, limits.threads), score  # app.state.score: a batch of bodies scored at once, for tests
 
     @app.get('/health')
     async def health():

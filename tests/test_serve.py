@@ -109,9 +109,9 @@ def with_value(rec, field, literal):
     "`rec` as JSON text with `field` set to the JSON text `literal` (numbers Python's json would not write)."
     return json.dumps(dict(rec, **{field: '@@'})).replace('"@@"', literal)
 
-OUT_OF_RANGE = [('age', '4' + '0' * 399, 'is an integer of 400 digits: beyond the largest number'),   # OverflowError before
+OUT_OF_RANGE = [('age', '4' + '0' * 399, 'is an integer of 400 digits: beyond ±1e38'),   # OverflowError before
                 ('fnlwgt', '9' * 5000, 'is an integer of 5,000 digits'),                          # past Python's 4,300-digit limit: ValueError while parsing
-                ('hours-per-week', '1e400', 'is inf (a number beyond'), ('capital-gain', '-1e400', 'is -inf'),
+                ('hours-per-week', '1e400', 'is inf (a number beyond'), ('capital-gain', '4e38', 'is 4e+38: beyond ±1e38'), ('capital-gain', '-1e400', 'is -inf'),
                 ('age', 'NaN', 'is missing (NaN) but the column may not be missing'), ('capital-loss', 'Infinity', 'is Infinity: a number must be finite'),
                 ('workclass', '-Infinity', 'is -Infinity'), ('workclass', '1' + '0' * 400, 'is an integer of 401 digits')]  # a text column that may be missing
 
@@ -143,6 +143,23 @@ def test_a_bad_body_fails_alone_among_good_ones_sent_at_once(server):
         assert [st for st, _ in got] == [200] * len(got), (literal[:20], got)
         assert [r['probabilities'] for _, r in got] == alone                 # each good reply is its own, as if scored alone
         assert st == 422 and r['detail'][0]['field'] == field and words in r['detail'][0]['error'], (literal[:20], st, r)
+
+def test_a_batch_the_model_fails_on_is_scored_again_one_request_at_a_time(registry, tmp_path):
+    "In process: the app's `score` on one batch of bodies, with a model that refuses one record (ValueError: 422) or fails on one (500)."
+    from mlnb.serve import create_app
+    app = create_app(registry[0], 'adult', api_keys=[KEY], log_path=tmp_path/'p.jsonl'); m = app.state.current(); score = m.scorer.score
+    def flaky(cols):
+        if 999 in cols['fnlwgt']: raise ValueError('Input X contains infinity')
+        if 998 in cols['fnlwgt']: raise TypeError('a bug')
+        return score(cols)
+    recs, _ = records(6, seed=11); m.scorer.score = flaky
+    bodies = [json.dumps(r).encode() for r in recs]; bodies[1] = json.dumps(dict(recs[1], fnlwgt=999)).encode(); bodies[4] = json.dumps([recs[0], dict(recs[4], fnlwgt=998)]).encode()
+    replies = app.state.score(bodies)
+    assert [r.status_code for r in replies] == [200, 422, 200, 200, 500, 200]
+    assert 'the model could not score these records (ValueError: Input X contains infinity)' in replies[1].body.decode() and 'TypeError: a bug' in replies[4].body.decode()
+    m.scorer.score = score
+    assert [json.loads(r.body)['probabilities'] for r in replies if r.status_code == 200] == [json.loads(app.state.score([bodies[k]])[0].body)['probabilities'] for k in (0, 2, 3, 5)]  # as if scored alone
+    app.state.log.close()
 
 def test_api_keys(server):
     recs, _ = records(1)
