@@ -21,7 +21,8 @@ import sys, yaml
 from mlnb.ingest import read_table, sample_frame
 from mlnb.validate import build_schema, infer_spec, validate_frame, apply_policy, quality_report, quality_findings, quality_rules
 from mlnb.prepare import normalise_missing, dedupe, decide_task, decide_positive, split
-from mlnb.features import infer_roles, make_preprocessor
+from mlnb.roles import infer_roles
+from mlnb.features import make_preprocessor
 from mlnb.train import compose, cross_validate_pipeline, SCORING
 from mlnb.evaluate import positive_proba, classification_metrics, metric_intervals, slice_labels, slice_table, calibration
 p = yaml.safe_load(open(sys.argv[1])); sh = p.get('shared', {}); st = {k: (v or {}).get('params', {}) for k, v in p['stages'].items()}
@@ -34,9 +35,9 @@ markers = sh.get('missing_markers', ['?'])
 df = normalise_missing(df, markers)
 if pr.get('drop_duplicates'): df, _ = dedupe(df)
 task, _ = decide_task(df[target], sh.get('task', 'auto')); positive = decide_positive(df[target], task, sh.get('positive'))
+roles = infer_roles(df.drop(columns=[target]), pr.get('roles'), pr.get('drop')); used = roles.loc[roles['role'] != 'id', 'column'].tolist()   # prepare: on the whole table
 train, test = split(df, target, pr.get('test_size', 0.2), seed, task)
 X, y = train.drop(columns=[target]), train[target]
-roles = infer_roles(X, fe.get('roles'), fe.get('drop')); used = roles.loc[roles['role'] != 'id', 'column'].tolist()
 pipe = compose(make_preprocessor(roles, model, task, levels=X.nunique().to_dict()), model, tr.get('model_params', {}), seed, markers, task)
 cv = cross_validate_pipeline(pipe, X[used], y, tr.get('cv_folds', 3), tr.get('scoring') or SCORING[task], seed, task)
 pipe.fit(X[used], y)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from .core import MlnbError, project_root, write_text
-from .features import infer_roles
+from .roles import infer_roles
 from .ingest import read_table
-from .prepare import decide_task
+from .prepare import decide_task, normalise_missing
 from .validate import infer_spec
 
 # %% auto #0
@@ -43,19 +43,20 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     "The text of a parameter file running the whole pipeline on the table at `data` to predict `target`."
     df = read_table(data)
     if target not in df: raise MlnbError(f"new: {data} has no column '{target}' (columns: {', '.join(map(str, df.columns))})")
-    y = df[target].dropna()
+    markers = ['?'] if any((df[c].astype(str).str.strip() == '?').any() for c in df.columns if df[c].dtype.kind in 'OUT' or str(df[c].dtype) in ('str', 'string')) else []
+    clean = normalise_missing(df, markers).dropna(subset=[target]).reset_index(drop=True)   # what prepare decides on: markers as missing, rows with a target
+    y = clean[target]
     task_, reason = decide_task(y, task)
     trivial, how = trivial_score(y, task_, folds=3)
-    roles = infer_roles(df.drop(columns=[target]))
+    roles = infer_roles(clean.drop(columns=[target]))   # prepare's decision, by the same rules on the same rows
     model_, why = (model, 'as asked') if model else suggest_model(roles, task_)
-    markers = ['?'] if any((df[c].astype(str).str.strip() == '?').any() for c in df.columns if df[c].dtype.kind in 'OUT' or str(df[c].dtype) in ('str', 'string')) else []
     p = Path(data).resolve(); root = project_root()
     path = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
     role_lines = ''.join(f"#   {r.column:<28} {r.role:<12} {r.reason}\n" for r in roles.itertuples())
     ids = roles.loc[roles['role'] == 'id', 'column'].tolist()
     return f"""# {name}: made by `mlnb new {name} --data {data} --target {target}` — edit freely.
 # Task: {task_}, because {reason}. Model: {model_} ({why}).
-# Column roles as the features stage will infer them (override with features.params.roles / drop):
+# Column roles, as prepare decides them on the whole table (override with prepare.params.roles / drop):
 {role_lines}description: {name} — {task_} on {target} with {model_}
 headline: evaluate.{GATE[task_]}
 shared:
@@ -77,9 +78,9 @@ stages:
 {_block(schema_for(df, target), 8)}  prepare:
     upstream: [validate]
     params:
-      test_size: 0.2               # also: time_column, group_column, drop_duplicates, positive (binary), target_from
+      test_size: 0.2               # also: time_column, group_column, drop_duplicates, positive (binary), target_from, rare_classes, roles, drop
   features:
-    upstream: [prepare]            # {len(ids)} id column(s) dropped{': ' + ', '.join(map(str, ids)) if ids else ''}
+    upstream: [prepare]            # {len(ids)} id column(s) left out{': ' + ', '.join(map(str, ids)) if ids else ''}
   train:
     upstream: [features, prepare]
     params:
