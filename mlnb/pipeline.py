@@ -146,17 +146,20 @@ def upstream_reads(nb_path: Path) -> list:
         elif n.func.attr in ('load', 'find') and n.args and isinstance(n.args[0], ast.Constant): reads.append(str(n.args[0].value))
     return list(dict.fromkeys(reads)) or (['upstream values'] if ups else [])
 
-def check_stage(stage: Stage, shared: dict, src, root) -> list:
-    "Every problem with `stage`'s parameters, as messages naming the stage, parameter and file."
+def check_stage(stage: Stage, shared: dict, src, root, elsewhere: dict | None = None) -> list:
+    "Every problem with `stage`'s parameters, as messages naming the stage, parameter and file (`elsewhere`: parameter -> the other stages declaring it)."
     nb = stage.notebook.relative_to(root) if stage.notebook.is_relative_to(root) else stage.notebook
     where = f"{src}: stage '{stage.name}'"
     if not stage.notebook.exists(): return [f'{where}: notebook {nb} does not exist']
     if not has_parameters_cell(stage.notebook): return [f'{where}: notebook {nb} has no cell tagged `parameters`']
-    decl, errs = declared_params(stage.notebook), []
+    decl, errs = stage.declared or declared_params(stage.notebook), []
     stage.declared = decl
     for k in stage.params:
         if k in RUNNER_PARAMS: errs.append(f"{where}: parameter '{k}' is set by the runner; remove it")
-        elif k not in decl: errs.append(f"{where}: unknown parameter '{k}'; {nb} declares: {', '.join(p for p in decl if p not in RUNNER_PARAMS)}")
+        elif k not in decl:
+            moved = [s for s in (elsewhere or {}).get(k, []) if s != stage.name]
+            errs.append(f"{where}: unknown parameter '{k}'" + (f"; it belongs to stage {', '.join(repr(s) for s in moved)}: move it there" if moved else '')
+                        + f"; {nb} declares: {', '.join(p for p in decl if p not in RUNNER_PARAMS)}")
     for k, d in decl.items():
         if k in RUNNER_PARAMS: continue
         types, optional = parse_type(d['inferred_type_name'])
@@ -219,7 +222,12 @@ def load_plan(path: str | Path, check: bool = True) -> Plan:
     if not check and all(s.notebook.exists() for s in stages):  # otherwise the full check names what is missing
         for s in stages: s.declared = dict.fromkeys(parameter_names(s.notebook))
         return Plan(path, root, stages, shared, raw.get('headline'), raw)
-    errs = [e for s in stages for e in check_stage(s, shared, path, root)]
+    for s in stages:  # each notebook's parameters, read once: a parameter given to the wrong stage is named with the one that declares it
+        if s.notebook.exists() and has_parameters_cell(s.notebook): s.declared = declared_params(s.notebook)
+    elsewhere = {}
+    for s in stages:
+        for k in s.declared: elsewhere.setdefault(k, []).append(s.name)
+    errs = [e for s in stages for e in check_stage(s, shared, path, root, elsewhere)]
     declared = {k for s in stages for k in s.declared}
     errs += [f"{path}: shared value '{k}' is declared by no stage notebook; remove it or declare it in a notebook's parameters cell" for k in shared if k not in declared]
     if errs: raise MlnbError('the parameter file does not fit the notebooks:\n  ' + '\n  '.join(errs))
