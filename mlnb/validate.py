@@ -13,9 +13,9 @@ from .core import MlnbError, project_path, write_text
 
 # %% auto #0
 __all__ = ['DTYPES', 'CHECKS', 'QUALITY_RULES', 'ANOMALY_DEFAULTS', 'build_schema', 'infer_spec', 'validate_frame',
-           'failure_summary', 'apply_policy', 'column_quality', 'quality_report', 'quality_rules', 'quality_findings',
-           'schema_diff', 'read_lock', 'write_lock', 'anomaly_settings', 'anomaly_matrix', 'fit_anomalies',
-           'score_anomalies']
+           'failure_summary', 'apply_policy', 'share_text', 'column_quality', 'quality_report', 'quality_rules',
+           'quality_findings', 'schema_diff', 'read_lock', 'write_lock', 'anomaly_settings', 'anomaly_matrix',
+           'fit_anomalies', 'score_anomalies']
 
 # %% ../nbs/20_validate.ipynb #43c68294
 DTYPES = {'int': 'int64', 'float': 'float64', 'str': str, 'bool': bool}
@@ -76,10 +76,24 @@ def _examples(values: pd.Series, n: int = 3) -> str:
     vc = values.astype(str).value_counts()
     return ', '.join(f"{v!r} ×{c:,}" for v, c in vc.head(n).items()) + (f', … ({len(vc) - n} more)' if len(vc) > n else '')
 
+def share_text(k: int, n: int) -> str:
+    "`k` of `n` as a share people can trust: `99.6%, 2,917 of 2,930` (never rounded to 0% or 100% unless it is)."
+    if n == 0: return '0 of 0'
+    p, d = 100 * k / n, 1
+    while 0 < k < n and round(p, d) in (0, 100) and d < 6: d += 1
+    return f"{p:.{d if 0 < k < n else 0}f}%, {k:,} of {n:,}"
+
+def _booleans(present: pd.Series) -> bool:
+    "Are the values `present` true/false values (a bool or nullable boolean dtype, or Python/NumPy booleans in an object column)?"
+    if present.dtype.kind == 'b' or str(present.dtype) == 'boolean': return True
+    return present.dtype == object and len(present) > 0 and bool(present.map(lambda v: isinstance(v, (bool, np.bool_))).all())
+
 def column_quality(s: pd.Series) -> dict:
     "The quality figures of one column: missing share, distinct values, constant, type consistency, range and IQR outliers."
     present = s.dropna()
-    num = pd.to_numeric(present, errors='coerce') if present.dtype.kind not in 'iufb' else present.astype(float)
+    if _booleans(present): present = present.astype(str)  # true/false values are two categories, not numbers (`-` is not defined on them)
+    num = pd.to_numeric(present, errors='coerce') if present.dtype.kind not in 'iuf' else present.astype(float)
+    if num.dtype.kind == 'b': num = num.astype(float)
     share = float(num.notna().mean()) if len(present) else 0.0
     numeric = share >= 0.9 and len(present) > 0
     bad = present[num.isna()] if numeric else present.iloc[:0]
@@ -125,8 +139,8 @@ def quality_findings(cols: pd.DataFrame, table: dict, rules: dict, typed: set = 
     n = max(table['rows'], 1)
     for r in cols.itertuples():
         if on('max_missing') and r.missing > rules['max_missing']['threshold']:
-            add('max_missing', r.column, f"{r.column}: {r.missing:.0%} of {table['rows']:,} values are missing" + (' (the column is empty)' if r.missing == 1 else ''))
-        elif on('warn_missing') and r.missing > rules['warn_missing']['threshold']: add('warn_missing', r.column, f"{r.column}: {r.missing:.0%} of values are missing")
+            add('max_missing', r.column, f"{r.column}: {share_text(round(r.missing * table['rows']), table['rows'])} values are missing" + (' (the column is empty)' if r.missing == 1 else ''))
+        elif on('warn_missing') and r.missing > rules['warn_missing']['threshold']: add('warn_missing', r.column, f"{r.column}: {share_text(round(r.missing * table['rows']), table['rows'])} values are missing")
         if on('max_non_numeric') and r.numeric and r.column not in typed and r.non_numeric > rules['max_non_numeric']['threshold']:
             add('max_non_numeric', r.column, f"{r.column}: {r.non_numeric:,} of {round(table['rows'] * (1 - r.missing)):,} values are not numbers: {r.non_numeric_examples}")
         if on('constant') and r.distinct <= rules['constant']['threshold'] and r.missing < 1: add('constant', r.column, f"{r.column}: constant ({r.distinct} distinct value)")
