@@ -11,10 +11,11 @@ from .core import MlnbError, project_root, write_text
 from .roles import infer_roles
 from .ingest import read_table
 from .prepare import decide_task, normalise_missing
-from .validate import infer_spec
+from .validate import infer_spec, quality_findings, quality_report, quality_rules
 
 # %% auto #0
-__all__ = ['GATE', 'GATE_MARGIN', 'schema_for', 'suggest_model', 'new_params', 'write_new', 'trivial_score', 'gate_minimum']
+__all__ = ['GATE', 'GATE_MARGIN', 'schema_for', 'suggest_model', 'new_params', 'write_new', 'trivial_score', 'gate_minimum',
+           'passing_rules']
 
 # %% ../nbs/06_new.ipynb #232a6451
 def schema_for(df: pd.DataFrame, target: str, max_levels: int = 12) -> dict:
@@ -44,6 +45,8 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     df = read_table(data)
     if target not in df: raise MlnbError(f"new: {data} has no column '{target}' (columns: {', '.join(map(str, df.columns))})")
     markers = ['?'] if any((df[c].astype(str).str.strip() == '?').any() for c in df.columns if df[c].dtype.kind in 'OUT' or str(df[c].dtype) in ('str', 'string')) else []
+    exclude, relaxed = passing_rules(df, target)
+    df = df.drop(columns=list(exclude))   # what validate hands on
     clean = normalise_missing(df, markers).dropna(subset=[target]).reset_index(drop=True)   # what prepare decides on: markers as missing, rows with a target
     y = clean[target]
     task_, reason = decide_task(y, task)
@@ -54,6 +57,10 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     path = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
     role_lines = ''.join(f"#   {r.column:<28} {r.role:<12} {r.reason}\n" for r in roles.itertuples())
     ids = roles.loc[roles['role'] == 'id', 'column'].tolist()
+    flow = lambda v: yaml.safe_dump(v, default_flow_style=True, allow_unicode=True, width=10**6).strip()
+    checks = (f"      exclude: {flow(list(exclude))}   # nearly empty, set aside before validate's checks: {'; '.join(exclude.values())}\n" if exclude else '') \
+             + ''.join(f"      # quality rule {k} only warns here, or the run would stop: {why}\n" for k, why in relaxed.items()) \
+             + (f"      quality: {flow({k: {'action': 'warn'} for k in relaxed})}\n" if relaxed else '')
     return f"""# {name}: made by `mlnb new {name} --data {data} --target {target}` — edit freely.
 # Task: {task_}, because {reason}. Model: {model_} ({why}).
 # Column roles, as prepare decides them on the whole table (override with prepare.params.roles / drop):
@@ -74,7 +81,7 @@ stages:
     upstream: [ingest]
     params:
       policy: drop                 # rows that break the schema are set aside (the `rejected` artifact), not trained on
-      schema:
+{checks}      schema:
 {_block(schema_for(df, target), 8)}  prepare:
     upstream: [validate]
     params:
@@ -132,3 +139,16 @@ def gate_minimum(score: float, margin: float = GATE_MARGIN) -> float:
     "The least gate metric a version needs: `margin` above a trivial model's `score` (a negative R² counts as 0), rounded up to 2 decimals."
     import math
     return math.ceil(round((max(score, 0.0) + margin) * 100, 6)) / 100
+
+# %% ../nbs/06_new.ipynb #a0386a7e
+def passing_rules(df: pd.DataFrame, target: str, spec: dict | None = None) -> tuple:
+    "`(exclude, relaxed)`: the columns validate must set aside and the quality rules it must only warn on for `df` to pass its default rules, each with the finding."
+    spec = spec if spec is not None else infer_spec(df, target)
+    typed = {c for c, s in spec.items() if (s or {}).get('dtype', 'str') in ('int', 'float', 'bool')}
+    f = quality_findings(*quality_report(df), quality_rules({}), typed)
+    fails = f[f.action == 'fail']
+    exclude = {r.column: r.message for r in fails.itertuples() if r.rule == 'max_missing' and r.column != target}
+    relaxed = {}
+    for r in fails.itertuples():
+        if r.column not in exclude: relaxed.setdefault(r.rule, []).append(r.message)
+    return exclude, {k: '; '.join(v) for k, v in relaxed.items()}
