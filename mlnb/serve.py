@@ -85,17 +85,23 @@ def _short(v, n: int = 60) -> str:
     return r if len(r) <= n else r[:n] + '…'
 
 _MAX_NUMBER = 10**38  # scikit-learn's trees compare float32 values (at most 3.4e38); an int, so comparisons and the JSON Schema are exact
+_PLAIN = {str, int, bool}  # what most fields hold: none of them missing, infinite or nested
 
-def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
-    "The error for value `v` under the column `spec`, or None."
+def _unusual(v, nullable: bool) -> str | None:
+    "The error for a missing, infinite, out-of-range or nested value `v`; '' for a missing value the column allows; None for none of these."
     if isinstance(v, NonFinite) and v.literal != 'NaN' or isinstance(v, float) and math.isinf(v):
         return f"is {v!r}{' (a number beyond ±1.8e308 reads as infinity)' if isinstance(v, float) else ''}: a number must be finite"
     if v is None or isinstance(v, NonFinite) or (isinstance(v, float) and math.isnan(v)):
-        return None if nullable else f"is missing ({'null' if v is None else v!r}) but the column may not be missing"
+        return '' if nullable else f"is missing ({'null' if v is None else v!r}) but the column may not be missing"
     if isinstance(v, LongInt) or isinstance(v, (int, float)) and not isinstance(v, bool) and not -_MAX_NUMBER <= v <= _MAX_NUMBER:
         size = v if isinstance(v, LongInt) else f'an integer of {len(str(abs(v))):,} digits' if isinstance(v, int) else _short(v)
         return f"is {size}: beyond ±1e38, the largest number a model is given (scikit-learn's trees compute in float32)"
     if isinstance(v, (list, dict)): return f'is a nested {_short(v)}: a field holds one plain value'
+    return None
+
+def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
+    "The error for value `v` under the column `spec`, or None."
+    if (type(v) not in _PLAIN or type(v) is int and not -_MAX_NUMBER <= v <= _MAX_NUMBER) and (e := _unusual(v, nullable)) is not None: return e or None
     if isinstance(v, str) and len(v) > max_chars: return f"is {len(v):,} characters long; a text value may have at most {max_chars:,} (the server's --max-text-chars)"
     t = spec.get('dtype', 'str')
     if t == 'int' and not (isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()): return f'expected an integer, got {_short(v)}'
