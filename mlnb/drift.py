@@ -14,9 +14,10 @@ from .core import MlnbError
 
 # %% auto #0
 __all__ = ['DRIFT_DEFAULTS', 'METHODS', 'TEXT_FIELDS', 'NOT_SCORES', 'RELATIVE', 'drift_settings', 'column_kind', 'column_kinds',
-           'text_vocabulary', 'text_vocabularies', 'word_stats', 'date_days', 'category_counts', 'bin_shares', 'psi',
-           'ks_test', 'chi2_test', 'wasserstein_norm', 'js_distance', 'column_drift', 'text_drift', 'drift_table',
-           'dataset_drift', 'prediction_drift', 'performance_change', 'plot_column_drift']
+           'text_vocabulary', 'text_vocabularies', 'word_stats', 'date_days', 'as_code', 'like_reference',
+           'category_counts', 'bin_shares', 'psi', 'ks_test', 'chi2_test', 'wasserstein_norm', 'js_distance',
+           'column_drift', 'text_drift', 'drift_table', 'dataset_drift', 'prediction_drift', 'performance_change',
+           'plot_column_drift']
 
 # %% ../nbs/08_drift.ipynb #69d0b375
 DRIFT_DEFAULTS = dict(small_reference=1000, ks_p=0.05, chi2_p=0.05, wasserstein_threshold=0.1, js_threshold=0.1, psi_bins=10, oov_increase=0.1)
@@ -70,10 +71,32 @@ def date_days(col) -> pd.Series:
     d = pd.to_datetime(pd.Series(col), errors='coerce', format='mixed', utc=True)
     return (d - pd.Timestamp('1970-01-01', tz='UTC')) / pd.Timedelta(days=1)
 
+# %% ../nbs/08_drift.ipynb #e83a1b5d
+def _is_number(d) -> bool: return pd.api.types.is_numeric_dtype(d) and not pd.api.types.is_bool_dtype(d)
+def _is_text(d) -> bool: return not isinstance(d, pd.CategoricalDtype) and (d == object or pd.api.types.is_string_dtype(d))
+
+def as_code(v) -> str:
+    "A value as a table of codes writes it: a whole number without its decimals (3.0 as '3'), anything else as `str`."
+    return str(v) if isinstance(v, (bool, np.bool_, str)) or not isinstance(v, Real) or not float(v).is_integer() else str(int(v))
+
+def like_reference(cur: pd.Series, dtype, keep: bool = True) -> pd.Series:
+    "`cur` in the reference's `dtype`: text holding numbers as numbers, numbers as text (3.0 as '3'); a value that converts to nothing kept (`keep`) or missing."
+    cur = pd.Series(cur)
+    if isinstance(dtype, pd.CategoricalDtype): dtype = dtype.categories.dtype
+    if isinstance(cur.dtype, pd.CategoricalDtype): cur = cur.astype(object)
+    if _is_number(dtype) and not _is_number(cur.dtype):
+        n = pd.to_numeric(cur.map(lambda v: v.strip() if isinstance(v, str) else v), errors='coerce')
+        left = cur.notna() & n.isna()
+        return n.astype(object).where(~left, cur) if keep and left.any() else n
+    if _is_text(dtype) and not (_is_text(cur.dtype) and cur.dtype != object):  # numbers, or numbers among the text of an object column
+        return cur.astype(object).map(lambda v: v if isinstance(v, str) or pd.isna(v) else as_code(v))
+    return cur
+
+
 # %% ../nbs/08_drift.ipynb #5042ba61
 def category_counts(ref: pd.Series, cur: pd.Series) -> tuple[list, np.ndarray, np.ndarray]:
-    "The union of the categories of `ref` and `cur` (reference's first) and each side's counts of them."
-    r, c = ref.value_counts(), cur.value_counts()
+    "The union of the categories of `ref` and `cur` (reference's first, `cur` in `ref`'s dtype) and each side's counts of them."
+    r, c = ref.value_counts(), like_reference(cur, ref.dtype).value_counts()
     r, c = r[r > 0], c[c > 0]  # a pandas Categorical also lists the categories it does not hold
     keys = list(dict.fromkeys([*r.index, *c.index]))
     return keys, r.reindex(keys, fill_value=0).to_numpy(), c.reindex(keys, fill_value=0).to_numpy()
