@@ -10,12 +10,12 @@ import yaml
 from .core import MlnbError, project_root, write_text
 from .roles import infer_roles
 from .ingest import read_table
-from .prepare import decide_task, normalise_missing
+from .prepare import decide_task, normalise_missing, number_columns, parse_number, parse_numbers
 from .validate import infer_spec, quality_findings, quality_report, quality_rules
 
 # %% auto #0
 __all__ = ['GATE', 'GATE_MARGIN', 'schema_for', 'suggest_model', 'new_params', 'write_new', 'trivial_score', 'gate_minimum',
-           'passing_rules']
+           'passing_rules', 'missing_markers']
 
 # %% ../nbs/06_new.ipynb #232a6451
 def schema_for(df: pd.DataFrame, target: str, max_levels: int = 12) -> dict:
@@ -44,10 +44,11 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     "The text of a parameter file running the whole pipeline on the table at `data` to predict `target`."
     df = read_table(data)
     if target not in df: raise MlnbError(f"new: {data} has no column '{target}' (columns: {', '.join(map(str, df.columns))})")
-    markers = ['?'] if any((df[c].astype(str).str.strip() == '?').any() for c in df.columns if df[c].dtype.kind in 'OUT' or str(df[c].dtype) in ('str', 'string')) else []
-    exclude, relaxed = passing_rules(df, target)
+    markers = missing_markers(df)
+    exclude, relaxed = passing_rules(normalise_missing(df, markers), target, infer_spec(df, target))   # validate's rules count the markers as missing
     df = df.drop(columns=list(exclude))   # what validate hands on
-    clean = normalise_missing(df, markers).dropna(subset=[target]).reset_index(drop=True)   # what prepare decides on: markers as missing, rows with a target
+    clean = normalise_missing(df, markers).dropna(subset=[target]).reset_index(drop=True)   # what prepare decides on: markers as missing, rows with a target,
+    clean = parse_numbers(clean, number_columns(clean))                                     # numbers written as text parsed
     y = clean[target]
     task_, reason = decide_task(y, task)
     trivial, how = trivial_score(y, task_, folds=3)
@@ -152,3 +153,16 @@ def passing_rules(df: pd.DataFrame, target: str, spec: dict | None = None) -> tu
     for r in fails.itertuples():
         if r.column not in exclude: relaxed.setdefault(r.rule, []).append(r.message)
     return exclude, {k: '; '.join(v) for k, v in relaxed.items()}
+
+# %% ../nbs/06_new.ipynb #14dc182b
+def missing_markers(df: pd.DataFrame, max_markers: int = 3, max_chars: int = 12) -> list:
+    "The values that stand for missing in `df`: `?` in any text column, and the few short words among a text column of numbers."
+    found = set()
+    for c in df.columns:
+        if df[c].dtype.kind not in 'OUT' and str(df[c].dtype) not in ('str', 'string'): continue
+        v = df[c].dropna().astype(str).str.strip()
+        if (v == '?').any(): found.add('?')
+        if not len(v): continue
+        words = v[v.map(parse_number).isna()]
+        if len(words) <= 0.1 * len(v) and 0 < words.nunique() <= max_markers and words.str.len().max() <= max_chars: found |= set(words)
+    return sorted(found)

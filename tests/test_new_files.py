@@ -28,3 +28,5 @@ def test_a_nearly_empty_column_a_boolean_and_words_among_numbers(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert m['stages']['features']['glued']['roles']['has_garage'] == 'categorical' and 'Pool.QC' not in m['stages']['features']['glued']['roles']
     assert m['stages']['features']['glued']['dropped'] == ['Unnamed: 0']
+    assert yaml.safe_load(text)['shared']['missing_markers'] == ['unknown']          # the word among the ages means missing
+    assert m['stages']['features']['glued']['roles']['age'] == 'numeric' and m['stages']['prepare']['glued']['number_columns'] == ['age']
