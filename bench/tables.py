@@ -79,17 +79,17 @@ def penguins():
     import palmerpenguins
     return palmerpenguins.load_penguins()
 
-def _vega(name):
-    from vega_datasets import local_data
-    return getattr(local_data, name.replace('-', '_'))()
+def _vega(file):
+    "A file of vega_datasets' local data (in its wheel), read with pandas: dates stay strings, as in the file."
+    from importlib.resources import files
+    f = files('vega_datasets')/'_data'/file
+    return pd.read_json(f) if file.endswith('.json') else pd.read_csv(f)
 
 def seattle_weather():
-    f = _vega('seattle-weather'); f['date'] = f['date'].dt.strftime('%Y-%m-%d')
-    return f
+    return _vega('seattle-weather.csv')
 
 def cars():
-    f = _vega('cars'); f['Year'] = f['Year'].dt.strftime('%Y-%m-%d')
-    return f
+    return _vega('cars.json')
 
 def _sm(name):
     import importlib, warnings
@@ -141,10 +141,10 @@ TABLES = {
                  "as shipped: missing measurements and sex"),
     'seattle_weather': (seattle_weather, 'weather', 'multiclass', [], [], ['date'],
                         "Seattle weather 2012-2015 (NOAA), public domain; vega_datasets' local seattle-weather.csv",
-                        "as shipped: a date column, 5 imbalanced classes (snow 1.6%)"),
+                        "as shipped: dates written 2012/01/01, 5 imbalanced classes (snow 1.6%)"),
     'cars': (cars, 'Miles_per_Gallon', 'regression', [], [], ['Year'],
              "Auto MPG (Henderson & Velleman 1981, StatLib / UCI); vega_datasets' local cars.json",
-             "as shipped: 8 missing targets, 6 missing Horsepower, the car's Name, Year as a date"),
+             "as shipped: 8 missing targets, 6 missing Horsepower, the car's Name, Year as a date 1970-01-01"),
     'anes96': (anes96, 'vote', 'binary', [], [], [],
                "American National Election Study 1996, public domain; statsmodels.datasets.anes96",
                "vote 0/1 written as Clinton/Dole; codes (PID, educ, income) as the floats statsmodels ships"),
@@ -202,7 +202,7 @@ def date_parts(s: pd.Series) -> pd.DataFrame:
     "A date column as numbers: days since 1970, year, month, day of year, day of week."
     t = pd.to_datetime(s, errors='coerce')
     return pd.DataFrame({f'{s.name}_days': (t - pd.Timestamp('1970-01-01')).dt.days, f'{s.name}_year': t.dt.year,
-                         f'{s.name}_month': t.dt.month, f'{s.name}_dayofyear': t.dt.dayofyear, f'{s.name}_dayofweek': t.dt.dayofweek})
+                         f'{s.name}_month': t.dt.month, f'{s.name}_dayofyear': t.dt.day_of_year, f'{s.name}_dayofweek': t.dt.day_of_week})
 
 def inputs(train, test, target, drop=(), text=(), dates=(), max_levels=250):
     "Baseline input frames: mess columns dropped, dates as numbers, text as strings, other strings as categories (train's `max_levels` most frequent)."
@@ -216,7 +216,8 @@ def inputs(train, test, target, drop=(), text=(), dates=(), max_levels=250):
         if c in text: Xtr[c], Xte[c] = Xtr[c].fillna('').astype(str), Xte[c].fillna('').astype(str)
         elif not pd.api.types.is_numeric_dtype(Xtr[c]) and not pd.api.types.is_bool_dtype(Xtr[c]):
             dt = pd.CategoricalDtype(Xtr[c].astype(object).dropna().astype(str).value_counts().index[:max_levels])
-            Xtr[c], Xte[c] = (s.astype(object).where(s.isna(), s.astype(str)).astype(dt) for s in (Xtr[c], Xte[c]))
+            Xtr[c], Xte[c] = (s.astype(object).where(s.isna(), s.astype(str)).pipe(lambda v: v.where(v.isin(dt.categories))).astype(dt)
+                              for s in (Xtr[c], Xte[c]))
     return Xtr, Xte
 
 def text_pipeline(X, text, task):
@@ -256,16 +257,24 @@ def score(model, X, y, task, positive=None):
     pos = str(positive) if str(positive) in classes else classes[1]
     return roc_auc_score(y.astype(str) == pos, model.predict_proba(X)[:, classes.index(pos)])
 
+class Coded:
+    "A classifier fitted on integer codes of the labels, answering in the labels (`classes_`, predict, predict_proba)."
+    def __init__(self, model, classes): self.model, self.classes_ = model, np.asarray(classes, dtype=object)
+    def predict(self, X): return self.classes_[np.asarray(self.model.predict(X)).astype(int)]
+    def predict_proba(self, X): return self.model.predict_proba(X)
+    def __getattr__(self, k): return getattr(self.model, k)
+
 def flaml_fit(X, y, task, budget, seed=0):
-    "flaml.AutoML on one thread with the task's metric and `budget` seconds."
+    "flaml.AutoML on one thread with the task's metric and `budget` seconds; class labels go in as codes 0..k-1."
     import logging
     from flaml import AutoML
     logging.getLogger('flaml.automl.logger').setLevel(logging.WARNING)
     if isinstance(X, pd.DataFrame): X = X.set_axis(pd.Index(list(X.columns), dtype=object), axis=1)   # FLAML 2.3 calls np.issubdtype on pandas 3's str column index
+    classes, codes = np.unique(np.asarray(y), return_inverse=True) if task != 'regression' else (None, None)
     a = AutoML()
-    a.fit(X_train=X, y_train=y, task='regression' if task == 'regression' else 'classification', metric=FLAML_METRIC[task],
-          time_budget=budget, n_jobs=1, seed=seed, verbose=0, log_file_name='')
-    return a
+    a.fit(X_train=X, y_train=np.asarray(y) if codes is None else codes, task='regression' if task == 'regression' else 'classification',
+          metric=FLAML_METRIC[task], time_budget=budget, n_jobs=1, seed=seed, verbose=0, log_file_name='')
+    return a if classes is None else Coded(a, classes)
 
 def describe_run(m: dict) -> dict:
     "What mlnb decided on a run: columns per role, dropped columns, model and its key settings, CV score."
