@@ -9,10 +9,12 @@ import pandas as pd
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['JUDGED', 'model_markers', 'batch_features', 'unseen_categories', 'monitor_task', 'compared_predictions',
+__all__ = ['JUDGED', 'model_markers', 'batch_features', 'as_trained', 'unseen_categories', 'monitor_task', 'compared_predictions',
            'judged_limits', 'text_comparison', 'monitor_summary']
 
 # %% ../nbs/90_monitor.ipynb #a44438eb
+from .drift import as_code, like_reference
+
 def model_markers(pipeline) -> list:
     "The missing-value markers the Pipeline replaces (its `markers` step), or none."
     return list(getattr(pipeline.named_steps.get('markers'), 'markers', []))
@@ -22,14 +24,25 @@ def batch_features(batch: pd.DataFrame, features: list, src: str) -> pd.DataFram
     if missing := [f for f in features if f not in batch]: raise MlnbError(f'monitor: {src} lacks the model inputs {missing}')
     return batch[features]
 
+def as_trained(batch: pd.DataFrame, reference: pd.DataFrame, keep: bool = True) -> pd.DataFrame:
+    "`batch` with each column the `reference` sample has in the reference's dtype (`like_reference`; `keep`: a value that converts to nothing kept, or missing)."
+    out = batch.copy()
+    for c in [c for c in batch.columns if c in reference.columns]: out[c] = like_reference(batch[c], reference[c].dtype, keep)
+    return out
+
+def _shown(v) -> str: return repr(v) if isinstance(v, str) else as_code(v)
+
 def unseen_categories(batch: pd.DataFrame, known: dict) -> pd.DataFrame:
-    "Per text column, the rows of `batch` holding a category the model never saw in training (`known`: column -> categories)."
+    "Per categorical column, the rows of `batch` holding a value its encoder never saw (`known`: column -> categories), compared in the categories' dtype."
     rows = []
     for c, cats in known.items():
         if c not in batch: continue
-        new = batch[c].dropna().astype(str).str.strip().loc[lambda s: ~s.isin(cats)]
-        if len(new): rows.append(dict(column=c, rows=len(new), share=len(new) / len(batch), examples=', '.join(new.value_counts().index[:5])))
-    return pd.DataFrame(rows, columns=['column', 'rows', 'share', 'examples']).sort_values('rows', ascending=False, ignore_index=True)
+        v = like_reference(batch[c].dropna(), pd.Series(list(cats)).dtype).map(lambda x: x.strip() if isinstance(x, str) else x)
+        if len(new := v[~v.isin(cats)]):
+            rows.append(dict(column=c, rows=len(new), share=len(new) / len(batch), known=int(pd.notna(list(cats)).sum()),
+                             examples=', '.join(f'{_shown(k)} ×{n:,}' for k, n in new.value_counts().head(5).items())))
+    return pd.DataFrame(rows, columns=['column', 'rows', 'share', 'known', 'examples']).sort_values('rows', ascending=False, kind='stable', ignore_index=True)
+
 
 # %% ../nbs/90_monitor.ipynb #263b2714
 JUDGED = {'binary': ['roc_auc', 'log_loss'], 'multiclass': ['f1_macro', 'accuracy'], 'regression': ['rmse', 'mae']}
