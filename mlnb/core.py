@@ -134,7 +134,7 @@ _SKLEARN_CLASSES = (  # what mlnb's stages put in a model (features.make_preproc
     # their parts, which have no public name: HistGradientBoosting's binning and trees, a calibrated model's per-fold (model, calibrators) pairs
     'sklearn.ensemble._hist_gradient_boosting.binning._BinMapper', 'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor',
     'sklearn._loss.link.Interval', 'sklearn.calibration._CalibratedClassifier', 'sklearn.calibration._SigmoidCalibration')
-_MLNB_CLASSES = {'mlnb.train.MissingMarkers', 'mlnb.features.TextCleaner', 'mlnb.features.DateParts', 'mlnb.features.Tfidf'}
+_MLNB_CLASSES = {'mlnb.train.MissingMarkers', 'mlnb.features.TextCleaner', 'mlnb.features.DateParts', 'mlnb.features.Tfidf', 'mlnb.features.TextSvd'}
 _CALLABLES = {'FunctionNode': 'a function', 'MethodNode': 'a bound method', 'PartialNode': 'a functools.partial', 'OperatorFuncNode': 'an operator function'}
 
 def _full(c: type) -> str: return f'{c.__module__}.{c.__name__}'

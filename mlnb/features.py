@@ -20,8 +20,8 @@ from .core import MlnbError
 from .roles import ROLES, infer_roles  # the roles are decided by prepare, on the whole table: here for the standalone demo and the checks
 
 # %% auto #0
-__all__ = ['MAX_NATIVE', 'SELECT', 'REDUCE', 'FEATURE_PARAMS', 'TextCleaner', 'DateParts', 'Tfidf', 'make_preprocessor',
-           'native_categorical', 'block_sizes', 'add_selection', 'build_preprocessor']
+__all__ = ['MAX_NATIVE', 'SELECT', 'REDUCE', 'FEATURE_PARAMS', 'TextCleaner', 'DateParts', 'Tfidf', 'TextSvd',
+           'make_preprocessor', 'native_categorical', 'block_sizes', 'add_selection', 'build_preprocessor']
 
 # %% ../nbs/35_features.ipynb #f56c6667
 class TextCleaner(TransformerMixin, BaseEstimator):
@@ -62,6 +62,15 @@ class Tfidf(TfidfVectorizer):
         terms = state.pop('_terms', None); super().__setstate__(state)
         if terms is not None: self.vocabulary_ = {str(t): i for i, t in enumerate(terms)}
 
+class TextSvd(TruncatedSVD):
+    "TruncatedSVD of TF-IDF terms, keeping fewer components than asked when the vocabulary is smaller (a column of few distinct words)."
+    def fit_transform(self, X, y=None):
+        asked = self.n_components
+        self.n_components = max(1, min(asked, X.shape[1] - 1, X.shape[0]))
+        try: return super().fit_transform(X, y)
+        finally: self.n_components = asked
+    def fit(self, X, y=None): self.fit_transform(X, y); return self
+
 # %% ../nbs/35_features.ipynb #1bc8f4dd
 def _scaler(model: str): return MinMaxScaler() if model == 'naive_bayes' else StandardScaler()
 
@@ -92,7 +101,7 @@ def make_preprocessor(roles: pd.DataFrame, model: str = 'hgb', task: str = 'bina
         words = Tfidf(ngram_range=tuple(text_ngrams), min_df=2, max_features=text_max_features, sublinear_tf=True)
         vec = FeatureUnion([('words', words), ('chars', Tfidf(analyzer='char_wb', ngram_range=tuple(text_char_ngrams), min_df=2,
                                                                          max_features=text_max_features, sublinear_tf=True))]) if text_char_ngrams else words
-        steps = [('clean', TextCleaner(stop_words)), ('tfidf', vec)] + ([('svd', TruncatedSVD(svd, random_state=seed))] if svd else [])
+        steps = [('clean', TextCleaner(stop_words)), ('tfidf', vec)] + ([('svd', TextSvd(svd, random_state=seed))] if svd else [])
         blocks.append((f'text_{c}', Pipeline(steps), c))
     if dates := by('datetime'):
         blocks.append(('dates', Pipeline([('parts', DateParts()), ('impute', SimpleImputer(strategy='median', keep_empty_features=True)), ('scale', _scaler(model))]), dates))

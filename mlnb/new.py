@@ -10,7 +10,8 @@ import yaml
 from .core import MlnbError, project_root, write_text
 from .roles import infer_roles
 from .ingest import read_table
-from .prepare import decide_task, normalise_missing, number_columns, parse_number, parse_numbers
+from .prepare import decide_task, normalise_missing
+from .roles import number_columns, parse_number, parse_numbers, tidy_values
 from .validate import infer_spec, quality_findings, quality_report, quality_rules
 
 # %% auto #0
@@ -42,7 +43,7 @@ def _block(d: dict, indent: int) -> str:
 
 def new_params(name: str, data: str | Path, target: str, task: str = 'auto', model: str = '') -> str:
     "The text of a parameter file running the whole pipeline on the table at `data` to predict `target`."
-    df = read_table(data)
+    df = tidy_values(read_table(data))   # as ingest hands it on
     if target not in df: raise MlnbError(f"new: {data} has no column '{target}' (columns: {', '.join(map(str, df.columns))})")
     markers = missing_markers(df)
     exclude, relaxed = passing_rules(normalise_missing(df, markers), target, infer_spec(df, target))   # validate's rules count the markers as missing

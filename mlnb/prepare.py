@@ -6,65 +6,15 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-import json, re
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from .core import MlnbError
+from .roles import number_columns, parse_number, parse_numbers, tidy_values  # how values are read: decided in mlnb.roles, used here and by the Pipeline
 
 # %% auto #0
-__all__ = ['NUMBER', 'TASKS', 'RARE', 'tidy_values', 'parse_number', 'number_columns', 'parse_numbers', 'normalise_missing',
-           'derive_target', 'decide_task', 'class_labels', 'decide_positive', 'pool_rare_classes', 'dedupe',
-           'split_kind', 'split', 'class_balance']
+__all__ = ['TASKS', 'RARE', 'normalise_missing', 'derive_target', 'decide_task', 'class_labels', 'decide_positive',
+           'pool_rare_classes', 'dedupe', 'split_kind', 'split', 'class_balance']
 
 # %% ../nbs/30_prepare.ipynb #88f1a6ff
-def _text(v) -> str:
-    "One value of a mixed column as text: whole floats as integers (`1.0` reads `1`), dicts and lists as sorted JSON."
-    if isinstance(v, (dict, list, tuple)): return json.dumps(v, sort_keys=True, default=str)
-    if isinstance(v, (float, np.floating)) and float(v).is_integer(): return str(int(v))
-    return str(v)
-
-def _plain(s: pd.Series) -> pd.Series:
-    "Column `s` in a NumPy dtype: nullable types with NaN for missing, datetimes naive in UTC, mixed or nested values as text."
-    d = s.dtype
-    if isinstance(d, pd.CategoricalDtype): s = s.astype(object).where(s.notna(), np.nan); d = s.dtype
-    if isinstance(d, pd.DatetimeTZDtype): return s.dt.tz_convert('UTC').dt.tz_localize(None)
-    if pd.api.types.is_extension_array_dtype(d):
-        if d.kind in 'iuf': return s.astype('float64')
-        return s.astype(object).where(s.notna(), np.nan)   # boolean, string: object values, NaN for missing
-    if d == object:
-        v = s.dropna()
-        kinds = set(map(type, v))
-        if kinds and kinds <= {int, float, np.int64, np.float64}: return pd.to_numeric(s)   # numbers held as objects (JSON with nulls)
-        if kinds and not kinds <= {str} and not kinds <= {bool, np.bool_}: return s.map(lambda x: _text(x) if isinstance(x, (dict, list, tuple)) or not pd.isna(x) else x)
-    return s
-
-def tidy_values(df: pd.DataFrame) -> pd.DataFrame:
-    "`df` with every column in a plain NumPy dtype (`_plain`): what scikit-learn's encoders and imputers take."
-    return df.apply(_plain) if len(df.columns) else df
-
-NUMBER = re.compile(r'^\(?\s*[-+]?\s*[$€£¥]?\s*[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?\s*%?\s*\)?$')
-
-def parse_number(v) -> float:
-    "`v` as a number: `1,234` 1234, `$5.50` 5.5, `12%` 12, `(300)` -300 (accounting); NaN when it is not one."
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool): return float(v)
-    t = str(v).strip()
-    if not t or not NUMBER.match(t) or not re.search(r'\d', t): return np.nan
-    neg = t.startswith('(') and t.endswith(')')
-    x = float(re.sub(r'[(),$€£¥%\s]', '', t))
-    return -x if neg else x
-
-def number_columns(df: pd.DataFrame, min_values: int = 1) -> list:
-    "The text columns of `df` whose every value present is a number written as text (`parse_number`)."
-    out = []
-    for c in df.columns:
-        if df[c].dtype.kind != 'O': continue   # object, or pandas' str
-        v = df[c].dropna()
-        if len(v) >= min_values and v.map(lambda x: isinstance(x, str)).all() and v.map(parse_number).notna().all(): out.append(c)
-    return out
-
-def parse_numbers(df: pd.DataFrame, columns: list) -> pd.DataFrame:
-    "`df` with each of `columns` parsed as numbers (a value that is not one becomes missing)."
-    return df.assign(**{c: df[c].map(lambda v: np.nan if v is None or (isinstance(v, float) and np.isnan(v)) else parse_number(v)).astype(float) for c in columns if c in df})
-
 def normalise_missing(df: pd.DataFrame, markers: list, numbers: list = ()) -> pd.DataFrame:
     "`df` tidied (`tidy_values`), its text values trimmed, every value in `markers` made missing, and the `numbers` columns parsed."
     df = tidy_values(df.copy())

@@ -30,3 +30,49 @@ def test_a_nearly_empty_column_a_boolean_and_words_among_numbers(tmp_path):
     assert m['stages']['features']['glued']['dropped'] == ['Unnamed: 0']
     assert yaml.safe_load(text)['shared']['missing_markers'] == ['unknown']          # the word among the ages means missing
     assert m['stages']['features']['glued']['roles']['age'] == 'numeric' and m['stages']['prepare']['glued']['number_columns'] == ['age']
+
+def every_kind_of_column(n=600, seed=5) -> pd.DataFrame:
+    "One table with every column type a real file brings: booleans (plain and nullable), Int64, string, category, tz-aware, naive and text dates, mixed types, empty, nearly empty and constant columns, lists and dicts, long text, money as text, a target with gaps."
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        'flag': rng.choice([True, False], n), 'nflag': pd.array(rng.choice([True, False, None], n), dtype='boolean'),
+        'count': pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 50, n)), dtype='Int64'),
+        'city': pd.array(rng.choice(['Oslo', 'Rome', None], n), dtype='string'), 'grade': pd.Categorical(rng.choice(['a', 'b', 'c'], n)),
+        'when_tz': pd.date_range('2024-01-01', periods=n, freq='h', tz='Europe/Oslo'), 'when': pd.date_range('2023-01-01', periods=n, freq='D'),
+        'when_text': pd.date_range('2022-01-01', periods=n, freq='D').strftime('%d/%m/%Y'), 'mixed': [[1, 'a', 2.5][i % 3] for i in range(n)],
+        'empty': [None] * n, 'nearly': [None] * (n - 2) + ['x', 'y'], 'const': ['same'] * n,
+        'tags': [rng.choice(['a', 'b'], 2).tolist() for _ in range(n)], 'meta': [{'k': int(rng.integers(0, 3))} for _ in range(n)],
+        'essay': [' '.join(rng.choice(['good', 'bad', 'slow', 'fast', 'long', 'short', 'kind', 'rude'], 300)) for _ in range(n)],
+        'money': [f'${v:,.2f}' for v in rng.uniform(10, 5000, n)]})
+    df['target'] = (rng.normal(size=n) + df['flag'] * 2.0 + df['money'].str.replace(r'[$,]', '', regex=True).astype(float) / 2000).round(3)
+    df.loc[::37, 'target'] = None
+    return df
+
+def test_every_kind_of_column_runs_end_to_end(tmp_path):
+    df = every_kind_of_column()
+    df.drop(columns=['mixed']).to_parquet(tmp_path/'all.parquet')   # Parquet cannot hold a column of numbers and words: see the JSON test
+    project = tmp_path/'project'; project.mkdir(); (project/'settings.ini').write_text('[DEFAULT]\n')
+    r = mlnb('new', 'all', '--data', tmp_path/'all.parquet', '--target', 'target', cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    p = yaml.safe_load((project/'params'/'all.yaml').read_text()); p['stages']['deploy']['params']['registry'] = str(tmp_path/'registry')
+    assert p['stages']['validate']['params']['exclude'] == ['empty', 'nearly']
+    r = mlnb('run', write_params(tmp_path/'all-run.yaml', p), '--runs-dir', tmp_path/'runs')
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())
+    roles = m['stages']['prepare']['glued']['roles']
+    assert roles['money'] == 'numeric' and roles['when_tz'] == roles['when_text'] == 'datetime' and roles['essay'] == 'text' and roles['flag'] == 'categorical'
+    assert m['stages']['prepare']['glued']['number_columns'] == ['money']
+    assert m['stages']['evaluate']['glued']['r2'] > 0.3, m['stages']['evaluate']['glued']   # flag and money carry most of the target
+
+def test_json_records_with_mixed_nested_and_missing_values_run(tmp_path):
+    "A JSON API's shape: a field holding numbers and words, nested objects and lists, nulls, numbers as text."
+    df = every_kind_of_column(400, seed=6)[['mixed', 'tags', 'meta', 'money', 'flag', 'when_text', 'target']]
+    (tmp_path/'api.jsonl').write_text(df.to_json(orient='records', lines=True))
+    project = tmp_path/'project'; project.mkdir(); (project/'settings.ini').write_text('[DEFAULT]\n')
+    r = mlnb('new', 'api', '--data', tmp_path/'api.jsonl', '--target', 'target', cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    p = yaml.safe_load((project/'params'/'api.yaml').read_text()); p['stages']['deploy']['params']['registry'] = str(tmp_path/'registry')
+    r = mlnb('run', write_params(tmp_path/'api-run.yaml', p), '--runs-dir', tmp_path/'runs')
+    assert r.returncode == 0, r.stdout + r.stderr
+    roles = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())['stages']['prepare']['glued']['roles']
+    assert roles['mixed'] == roles['tags'] == roles['meta'] == 'categorical' and roles['money'] == 'numeric', roles
