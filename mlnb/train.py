@@ -21,16 +21,21 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.svm import LinearSVC, LinearSVR
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import train_test_split
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from .core import MlnbError
 from .features import make_preprocessor as _blocks, native_categorical
 from .prepare import normalise_missing
 
 # %% auto #0
-__all__ = ['TASKS', 'MODELS', 'ALIASES', 'SCORING', 'SEARCHES', 'MissingMarkers', 'split_columns', 'make_preprocessor',
-           'make_model', 'compose', 'make_pipeline', 'make_cv', 'cross_validate_pipeline', 'cluster_jobs', 'fits_on',
-           'model_prefix', 'check_space', 'grid_of', 'IntLogUniform', 'distributions_of', 'suggest', 'shown',
-           'fixed_search', 'sklearn_search', 'bayes_search', 'candidate_name', 'check_candidates', 'run_search',
-           'best_trials', 'corrected_ttest', 'choose_threshold']
+__all__ = ['TASKS', 'MODELS', 'ALIASES', 'IMBALANCED', 'CLASS_WEIGHTS', 'SCORING', 'LEAKAGE', 'LEAK_METRIC', 'LEAK_ORDER',
+           'SEARCHES', 'MissingMarkers', 'split_columns', 'make_preprocessor', 'make_model', 'compose', 'make_pipeline',
+           'choose_class_weight', 'model_of', 'make_cv', 'cross_validate_pipeline', 'cluster_jobs', 'fits_on',
+           'leak_threshold', 'column_values', 'order_score', 'leak_model', 'leak_rows', 'leakage_scores',
+           'leakage_mode', 'check_leakage', 'model_prefix', 'check_space', 'grid_of', 'IntLogUniform',
+           'distributions_of', 'suggest', 'shown', 'fixed_search', 'sklearn_search', 'bayes_search', 'candidate_name',
+           'check_candidates', 'run_search', 'best_trials', 'corrected_ttest', 'choose_threshold']
 
 # %% ../nbs/40_train.ipynb #e4c9586d
 class MissingMarkers(TransformerMixin, BaseEstimator):
@@ -67,8 +72,8 @@ MODELS = {  # name -> {kind: (class, defaults)}
 }
 ALIASES = {'logistic': 'linear'}
 
-def make_model(name: str, params: dict | None = None, seed: int = 0, task: str = 'binary'):
-    "The model `name` for `task` (classifier or regressor) with its defaults, `params` on top, and the seed."
+def make_model(name: str, params: dict | None = None, seed: int = 0, task: str = 'binary', class_weight: str | None = None):
+    "The model `name` for `task` (classifier or regressor) with its defaults, `params` on top, the seed, and `class_weight` where it takes one and `params` do not set it."
     if task not in TASKS: raise MlnbError(f"train: task '{task}' is not one of {', '.join(TASKS)}")
     name, kind = ALIASES.get(name, name), 'regression' if task == 'regression' else 'classification'
     if name not in MODELS: raise MlnbError(f"train: model '{name}' is not one of {', '.join(MODELS)}")
@@ -77,20 +82,39 @@ def make_model(name: str, params: dict | None = None, seed: int = 0, task: str =
     kw = {**defaults, **(params or {})}
     if bad := set(kw) - set(cls().get_params()): raise MlnbError(f"train: {cls.__name__} has no parameter {', '.join(sorted(bad))} (model_params)")
     if 'random_state' in cls().get_params(): kw.setdefault('random_state', seed)
+    if class_weight and 'class_weight' in cls().get_params(): kw.setdefault('class_weight', class_weight)
     m = cls(**kw)
     return CalibratedClassifierCV(m, cv=3) if name == 'linear_svm' and kind == 'classification' else m
 
-def compose(prep, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary') -> Pipeline:
+def compose(prep, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary', class_weight: str | None = None) -> Pipeline:
     "One Pipeline: missing-value markers, the preprocessing `prep` (unfitted; its selection and reduction steps, if any, follow), then the model `name` for `task`."
-    model = make_model(name, params, seed, task)
+    model = make_model(name, params, seed, task, class_weight)
     if (cats := native_categorical(prep)) and 'categorical_features' in model.get_params() and 'categorical_features' not in (params or {}):
         model.set_params(categorical_features=cats)  # the features stage's leading block of category codes
     steps = [('prep', prep[0]), *prep.steps[1:]] if isinstance(prep, Pipeline) and prep.steps[0][0] == 'columns' else [('prep', prep)]
     return Pipeline([('markers', MissingMarkers(list(markers))), *steps, ('model', model)])
 
-def make_pipeline(X: pd.DataFrame, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary') -> Pipeline:
+def make_pipeline(X: pd.DataFrame, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary', class_weight: str | None = None) -> Pipeline:
     "`compose` with the plain preprocessing for `X` (numeric and categorical columns), for use without a features stage."
-    return compose(make_preprocessor(X, ALIASES.get(name, name)), name, params, seed, markers, task)
+    return compose(make_preprocessor(X, ALIASES.get(name, name)), name, params, seed, markers, task, class_weight)
+
+# %% ../nbs/40_train.ipynb #338c3514
+IMBALANCED = 0.2  # auto: a binary target whose minority class is under this share of the rows gets balanced weights
+CLASS_WEIGHTS = ('auto', 'balanced', 'none')
+
+def choose_class_weight(mode: str, task: str, y) -> tuple:
+    "`(class_weight, reason)`: `'balanced'` or None for the model, from `mode` (auto, balanced, none), the task and the class shares of `y`."
+    if mode not in CLASS_WEIGHTS: raise MlnbError(f"train: class_weight '{mode}' is not one of {', '.join(CLASS_WEIGHTS)}")
+    if task == 'regression': return None, 'a regression has no classes to weigh'
+    if mode != 'auto': return ('balanced' if mode == 'balanced' else None), f'class_weight: {mode} in the parameters'
+    share = float(pd.Series(y).value_counts(normalize=True).min())
+    if task == 'multiclass': return 'balanced', f'auto: a multiclass target (its smallest class is {share:.1%} of the rows)'
+    return ('balanced' if share < IMBALANCED else None), f"auto: the minority class is {share:.1%} of the rows, {'under' if share < IMBALANCED else 'not under'} {IMBALANCED:.0%}"
+
+def model_of(pipe: Pipeline):
+    "The model at the end of `pipe`, looking inside a calibration wrapper."
+    m = pipe.named_steps['model']
+    return m.estimator if isinstance(m, CalibratedClassifierCV) else m
 
 # %% ../nbs/40_train.ipynb #dc60bcd9
 SCORING = {'binary': ['roc_auc', 'accuracy', 'balanced_accuracy', 'neg_log_loss'],
@@ -131,6 +155,91 @@ def fits_on(cluster):
     (a ColumnTransformer's own fit) would ship its data to the cluster too."""
     import contextlib, joblib
     return joblib.parallel_config(backend='dask') if cluster is not None else contextlib.nullcontext()
+
+# %% ../nbs/40_train.ipynb #58107608
+LEAKAGE = ('fail', 'warn', 'off')
+LEAK_METRIC = {'binary': 'roc_auc', 'multiclass': 'balanced_accuracy', 'regression': 'r2'}
+LEAK_ORDER = 0.98  # a number whose rank correlation with the target (over the largest its ties allow) reaches this is flagged
+
+def leak_threshold(task: str, n_classes: int = 2, share: float = 0.98) -> float:
+    "The single-column score from which a column is flagged: `share` of the way from chance to perfect (ROC-AUC 0.99, R² 0.98, balanced accuracy 1/K + 0.98·(1 − 1/K))."
+    chance = {'binary': 0.5, 'regression': 0.0}.get(task, 1 / max(n_classes, 2))
+    return round(chance + share * (1 - chance), 4)
+
+def column_values(x: pd.Series, role: str | None = None) -> np.ndarray:
+    "One input column as numbers for a one-column model: numbers as they are, dates as days since 1970, anything else as category codes (most frequent first); missing as NaN."
+    role = role or ('numeric' if x.dtype.kind in 'iufb' else 'categorical')
+    if role == 'numeric': return pd.to_numeric(x, errors='coerce').to_numpy(float)
+    if role == 'datetime':
+        d = x if x.dtype.kind == 'M' else pd.to_datetime(x, errors='coerce', utc=True, format='mixed')
+        return ((d - pd.Timestamp(0, tz=d.dt.tz)) / pd.Timedelta(days=1)).to_numpy(float)
+    levels = x.value_counts().index
+    return x.map(pd.Series(np.arange(len(levels), dtype=float), index=levels)).to_numpy(float)
+
+def order_score(x: np.ndarray, y, task: str) -> float:
+    """How closely the order of the numbers `x` follows the target: Spearman's ρ over the largest ρ any order of `x` could reach
+    (1: sorting by `x` sorts by the target); classes in the order of their mean rank in `x`. NaN unless at least half of
+    the values differ (a row number, a time stamp): a coarse column's ties leave room for that without any leak."""
+    ok = ~np.isnan(x); x, y = x[ok], np.asarray(y)[ok]
+    if len(x) < 3 or len(np.unique(x)) < len(x) / 2: return math.nan
+    rx = stats.rankdata(x)
+    t = y.astype(float) if task == 'regression' else pd.Series(rx).groupby(y).mean().rank(method='first').reindex(y).to_numpy()
+    rt = stats.rankdata(t)
+    if np.ptp(rt) == 0: return 0.0
+    return float(abs(np.corrcoef(rx, rt)[0, 1]) / np.corrcoef(np.sort(rx), np.sort(rt))[0, 1])
+
+def leak_model(task: str, role: str, seed: int = 0):
+    "The small model that scores one column alone: TF-IDF of its words (punctuation kept) and a linear model for text, a depth-8 decision tree for anything else."
+    if role == 'text': return Pipeline([('tfidf', TfidfVectorizer(token_pattern=r'\S+', min_df=2, max_features=20000, sublinear_tf=True)),
+                                        ('model', Ridge() if task == 'regression' else ComplementNB())])
+    return (DecisionTreeRegressor if task == 'regression' else DecisionTreeClassifier)(max_depth=8, min_samples_leaf=10, random_state=seed)
+
+def leak_rows(y, task: str, max_rows: int, seed: int) -> np.ndarray:
+    "Positions of at most `max_rows` rows of `y`, stratified on the class for classification, in their original order."
+    if len(y) <= max_rows: return np.arange(len(y))
+    strat = np.asarray(y) if task != 'regression' and pd.Series(y).value_counts().min() >= 2 else None
+    return np.sort(train_test_split(np.arange(len(y)), train_size=max_rows, stratify=strat, random_state=seed)[0])
+
+def _cv_score(model, x, y, splits, scorer) -> float:
+    "Mean score of `model` over `splits` (NaN when it cannot be fitted or scored, e.g. a column with no values)."
+    try: return float(np.mean([scorer(clone(model).fit(x[tr], y.iloc[tr]), x[te], y.iloc[te]) for tr, te in splits]))
+    except ValueError: return math.nan
+
+def leakage_scores(X: pd.DataFrame, y, task: str, roles: dict | None = None, folds: int = 3, seed: int = 0, max_rows: int = 20000,
+                   split: str = 'stratified', groups=None) -> pd.DataFrame:
+    "Each input column of `X` alone against `y`: the cross-validated score of its `leak_model` and, for numbers and dates, its `order_score`; flagged from `leak_threshold` or `LEAK_ORDER`, the flagged and best first."
+    pos = leak_rows(y, task, max_rows, seed)
+    ys = pd.Series(np.asarray(y)[pos] if task == 'regression' else pd.factorize(np.asarray(y)[pos])[0])  # classes as codes: scoring string labels costs more than the fits
+    Xs, gs = X.iloc[pos], None if groups is None else np.asarray(groups)[pos]
+    splits, metric = list(make_cv(task, folds, seed, split).split(Xs, ys, gs)), LEAK_METRIC[task]
+    cut, rows = leak_threshold(task, ys.nunique()), []
+    for c in Xs.columns:
+        role = (roles or {}).get(c) or ('numeric' if Xs[c].dtype.kind in 'iufb' else 'categorical')
+        x = Xs[c].fillna('').astype(str).to_numpy() if role == 'text' else column_values(Xs[c], role)
+        model = leak_model(task, role, seed)
+        score = _cv_score(model, x if role == 'text' else x[:, None], ys, splits, check_scoring(model, scoring=metric))
+        order = order_score(x, ys.to_numpy(), task) if role in ('numeric', 'datetime') else math.nan
+        why = [f'{metric} {score:.4f} ≥ {cut}'] * (score >= cut) + [f'its order follows the target (rank correlation {order:.4f} ≥ {LEAK_ORDER})'] * (order >= LEAK_ORDER)
+        rows.append(dict(column=c, role=role, metric=metric, score=round(score, 4), threshold=cut, order=round(order, 4), flagged=bool(why), reason='; '.join(why)))
+    return pd.DataFrame(rows).sort_values(['flagged', 'score'], ascending=False, ignore_index=True, na_position='last')
+
+def leakage_mode(mode) -> str:
+    "`mode` checked: fail, warn or off (YAML reads a bare `off` as false)."
+    mode = 'off' if mode is False else mode
+    if mode not in LEAKAGE: raise MlnbError(f"train: leakage '{mode}' is not one of {', '.join(LEAKAGE)}")
+    return mode
+
+def check_leakage(table: pd.DataFrame | None, mode, target: str = 'the target') -> list:
+    "The flagged columns of a `leakage_scores` table; with `mode` fail, an MlnbError naming them, their scores and what to do."
+    mode = leakage_mode(mode)
+    if table is None: return []
+    flagged = table[table.flagged]
+    if mode == 'fail' and len(flagged):
+        raise MlnbError(f"train: leakage: {'; '.join(f'{r.column} ({r.reason})' for r in flagged.itertuples())} — "
+                        f"{'this column predicts' if len(flagged) == 1 else 'these columns predict'} {target} almost perfectly on its own, so it is most likely "
+                        f"derived from {target} or from the row order of a file sorted by it. Drop it with prepare's `drop: [{', '.join(flagged.column)}]` "
+                        f"(or fix the source), or set train's `leakage: warn` to go on with it.")
+    return flagged.column.tolist()
 
 # %% ../nbs/40_train.ipynb #a821d33f
 SEARCHES = ('none', 'grid', 'random', 'bayes')
