@@ -207,7 +207,7 @@ def _cv_score(model, x, y, splits, scorer) -> float:
 
 def leakage_scores(X: pd.DataFrame, y, task: str, roles: dict | None = None, folds: int = 3, seed: int = 0, max_rows: int = 20000,
                    split: str = 'stratified', groups=None) -> pd.DataFrame:
-    "Each input column of `X` alone against `y`: the cross-validated score of its `leak_model` and, for numbers and dates, its `order_score`; flagged from `leak_threshold` or `LEAK_ORDER`, the flagged and best first."
+    "Each input column of `X` alone against `y`: the cross-validated score of its `leak_model` and, for numbers, its `order_score`; flagged from `leak_threshold` or `LEAK_ORDER`, the flagged and best first."
     pos = leak_rows(y, task, max_rows, seed)
     ys = pd.Series(np.asarray(y)[pos] if task == 'regression' else pd.factorize(np.asarray(y)[pos])[0])  # classes as codes: scoring string labels costs more than the fits
     Xs, gs = X.iloc[pos], None if groups is None else np.asarray(groups)[pos]
@@ -218,7 +218,7 @@ def leakage_scores(X: pd.DataFrame, y, task: str, roles: dict | None = None, fol
         x = Xs[c].fillna('').astype(str).to_numpy() if role == 'text' else column_values(Xs[c], role)
         model = leak_model(task, role, seed)
         score = _cv_score(model, x if role == 'text' else x[:, None], ys, splits, check_scoring(model, scoring=metric))
-        order = order_score(x, ys.to_numpy(), task) if role in ('numeric', 'datetime') else math.nan
+        order = order_score(x, ys.to_numpy(), task) if role == 'numeric' else math.nan  # not dates: a date whose order follows the target is a trend
         why = [f'{metric} {score:.4f} ≥ {cut}'] * (score >= cut) + [f'its order follows the target (rank correlation {order:.4f} ≥ {LEAK_ORDER})'] * (order >= LEAK_ORDER)
         rows.append(dict(column=c, role=role, metric=metric, score=round(score, 4), threshold=cut, order=round(order, 4), flagged=bool(why), reason='; '.join(why)))
     return pd.DataFrame(rows).sort_values(['flagged', 'score'], ascending=False, ignore_index=True, na_position='last')
