@@ -358,8 +358,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument('action', choices=['list', 'show', 'promote', 'rollback']); m.add_argument('model', nargs='?', help='NAME, NAME@alias or NAME@version')
     m.add_argument('--alias', default='production', choices=['production', 'staging'])
     s = sub.add_parser('serve', help='serve a registered model over a REST API', epilog='A record is one flat JSON object: a field that holds a '
-                       'list or object, or a body nested deeper than a list of records, gets 422. NaN and Infinity get 422 naming the field, '
-                       'unless the field may be missing. Keys ($MLNB_API_KEYS, $MLNB_ADMIN_KEYS or key files) need at least 16 characters; '
+                       'list or object, or a body nested deeper than a list of records, gets 422. NaN gets 422 naming the field unless the field may be missing; '
+                       'Infinity, -Infinity and numbers beyond ±1e38 always do. Keys ($MLNB_API_KEYS, $MLNB_ADMIN_KEYS or key files) need at least 16 characters; '
                        'only /health answers without one. SIGHUP reloads the model.'); s.set_defaults(func=cmd_serve)
     s.add_argument('--model', default='adult-income', help='NAME[@alias|version] (default: adult-income, its production version)')
     s.add_argument('--host', default='127.0.0.1'); s.add_argument('--port', type=int, default=8000)

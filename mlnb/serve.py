@@ -12,12 +12,13 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from .core import MlnbError, project_path
+from .trees import TreeArrays  # trees as arrays: the fast path for a few records (explain's TreeSHAP uses them too)
 
 # %% auto #0
 __all__ = ['MIN_KEY_CHARS', 'LOG_INPUTS', 'RequestError', 'NonFinite', 'LongInt', 'parse_body', 'RecordError', 'check_records',
-           'body_schema', 'TreeArrays', 'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task',
-           'decide', 'Served', 'ScoringPool', 'read_keys', 'key_ok', 'PredictionLog', 'log_files',
-           'read_prediction_log', 'Limits', 'create_app', 'serve', 'predict_file']
+           'body_schema', 'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'decide',
+           'Served', 'ScoringPool', 'read_keys', 'key_ok', 'PredictionLog', 'log_files', 'read_prediction_log',
+           'Limits', 'create_app', 'serve', 'predict_file']
 
 # %% ../nbs/05_serve.ipynb #1e4ff78b
 class RequestError(MlnbError):
@@ -145,133 +146,6 @@ def body_schema(features: list, schema: dict, nullable: set = (), max_text_chars
         props[f] = {'anyOf': [p, {'type': 'null'}]} if s.get('nullable') or f in nullable else p
     record = {'type': 'object', 'properties': props, 'required': list(features)}
     return {'anyOf': [record, {'type': 'array', 'items': record, 'minItems': 1, 'maxItems': max_records}]}
-
-# %% ../nbs/05_serve.ipynb #978427b2
-class TreeArrays:
-    "Vectorised predictions of a fitted HistGradientBoosting or RandomForest classifier or regressor, as the model's own."
-    def __init__(self, model):
-        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
-        self.kind = type(model).__name__
-        self.forest, self.regression = isinstance(model, (RandomForestClassifier, RandomForestRegressor)), isinstance(model, (HistGradientBoostingRegressor, RandomForestRegressor))
-        if isinstance(model, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
-            if (pre := getattr(model, '_preprocessor', None)) is not None:  # categorical features: the model codes them again, and puts them first
-                if [n for n, *_ in pre.transformers_ if n != 'remainder'] != ['encoder', 'numerical']: raise MlnbError('serve: TreeArrays does not know this model\'s own preprocessing')
-                cat = np.asarray(model.is_categorical_, dtype=bool)
-                self.order, self.codes = np.concatenate([np.flatnonzero(cat), np.flatnonzero(~cat)]), [np.asarray(c, dtype=float) for c in pre.named_transformers_['encoder'].categories_]
-                known = lambda c: c[~np.isnan(c)]  # the model's categories, NaN (missing in training) aside
-                if (self.order == np.arange(len(self.order))).all() and all(np.array_equal(known(c), np.arange(len(known(c)))) for c in self.codes):
-                    self.order = self.codes = None  # mlnb's codes 0..k-1 come first already: the model's re-coding changes nothing (unknown codes go as missing)
-            preds = [p for it in model._predictors for p in it]  # iteration by iteration, one tree per output in each
-            trees = [p.nodes for p in preds]
-            self.base, self.inverse = np.ravel(model._baseline_prediction).astype(float), model._loss.link.inverse
-            cols = [(t['feature_idx'], t['num_threshold'], t['left'], t['right'], t['is_leaf'], t['value'], t['missing_go_to_left'], t['depth']) for t in trees]
-            if any(t['is_categorical'].any() for t in trees): self._categorical(model, preds)
-        elif self.forest:
-            if model.n_outputs_ != 1: raise MlnbError('serve: TreeArrays handles single-output forests only')
-            cols = []
-            for e in model.estimators_:
-                t = e.tree_; leaf = t.children_left < 0
-                v = t.value[:, 0, :] if self.regression else t.value[:, 0, :] / t.value[:, 0, :].sum(axis=1, keepdims=True)
-                miss = getattr(t, 'missing_go_to_left', np.zeros(t.node_count, dtype=np.uint8))
-                cols.append((np.where(leaf, 0, t.feature), t.threshold, np.where(leaf, 0, t.children_left), np.where(leaf, 0, t.children_right),
-                             leaf, v, miss, self._depths(t)))
-        else: raise MlnbError(f'serve: no array form for {self.kind}')
-        sizes = np.array([len(c[0]) for c in cols]); off = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        cat = lambda i, shift=False: np.concatenate([c[i] + (o if shift else 0) for c, o in zip(cols, off)])
-        self.feature, self.threshold = cat(0).astype(np.intp), cat(1).astype(float)
-        self.left, self.right = cat(2, True).astype(np.intp), cat(3, True).astype(np.intp)
-        self.leaf, self.value, self.missing_left = cat(4).astype(bool), cat(5), cat(6).astype(bool)
-        self.left[self.leaf] = self.right[self.leaf] = np.flatnonzero(self.leaf)  # a leaf leads to itself: the walk needs no leaf test
-        self.roots, self.steps = off.astype(np.intp), int(cat(7).max())
-        if self.cat_rows is not None: self.cat_rows = np.concatenate(self.cat_rows)
-        self.count = np.concatenate([t['count'] for t in trees]).astype(float) if not self.forest else \
-                     np.concatenate([e.tree_.weighted_n_node_samples for e in model.estimators_])  # training rows through each node (SHAP's cover)
-
-    cat_rows = cat_table = order = codes = None
-    def _inputs(self, X: np.ndarray) -> np.ndarray:
-        "`X` as the model's trees see it: categorical features first, each value replaced by its position among the model's categories (else NaN)."
-        if self.order is None: return X
-        X = X[:, self.order]
-        for j, cats in enumerate(self.codes):
-            pos = np.minimum(np.searchsorted(cats, X[:, j]), len(cats) - 1)
-            X[:, j] = np.where(cats[pos] == X[:, j], pos, np.nan)
-        return X
-
-    @staticmethod
-    def _bits(words: np.ndarray) -> np.ndarray:
-        "The 256 flags of a scikit-learn bitset (8 uint32 words), one per category code."
-        return ((np.asarray(words, dtype=np.uint32)[:, None] >> np.arange(32, dtype=np.uint32)) & 1).astype(bool).ravel()
-
-    def _categorical(self, model, preds):
-        "Per categorical split, a table over category codes 0..255 of which go left: the split's left set, and unknown codes as missing values go."
-        known, fmap = model._bin_mapper.make_known_categories_bitsets()
-        rows, table = [], [np.zeros(256, dtype=bool)]
-        for p in preds:
-            t, r = p.nodes, np.full(len(p.nodes), -1, dtype=np.intp)
-            for i in np.flatnonzero(t['is_categorical'] & ~t['is_leaf'].astype(bool)):
-                seen = self._bits(known[fmap[t['feature_idx'][i]]])
-                r[i] = len(table); table.append(self._bits(p.raw_left_cat_bitsets[t['bitset_idx'][i]]) | (~seen & bool(t['missing_go_to_left'][i])))
-            rows.append(r)
-        self.cat_rows, self.cat_table = rows, np.array(table)
-
-    @staticmethod
-    def _depths(t) -> np.ndarray:
-        d = np.zeros(t.node_count, dtype=int)
-        for i in range(t.node_count):
-            for c in (t.children_left[i], t.children_right[i]):
-                if c >= 0: d[c] = d[i] + 1
-        return d
-
-    def leaves(self, X: np.ndarray) -> np.ndarray:
-        "The leaf each record reaches in each tree: shape (records, trees)."
-        if self.forest: X = X.astype(np.float32)  # scikit-learn's trees compare float32 values
-        else: X = self._inputs(X)
-        node, rows = np.repeat(self.roots[None, :], len(X), axis=0), np.arange(len(X))[:, None]
-        for _ in range(self.steps):
-            node = np.where(self._left(X[rows, self.feature[node]], node), self.left[node], self.right[node])
-        return node
-
-    def _left(self, x: np.ndarray, node: np.ndarray) -> np.ndarray:
-        "Whether values `x` go left at nodes `node` (same shape): by threshold, by category code, or as missing values go."
-        miss = np.isnan(x)
-        left = np.where(miss, self.missing_left[node], x <= self.threshold[node])
-        if self.cat_rows is not None and (cats := (r := self.cat_rows[node]) >= 0).any():  # categorical splits: look the code up
-            bad = miss | (x < 0) | (x > 255)                                             # as scikit-learn does, these go as missing values
-            code = np.where(bad, 0, x).astype(np.intp)
-            left = np.where(cats, np.where(bad, self.missing_left[node], self.cat_table[np.maximum(r, 0), code]), left)
-        return left
-
-    def go_left(self, X: np.ndarray) -> np.ndarray:
-        "For every record and every node of every tree: would the record go left there? Shape (records, nodes)."
-        X = np.asarray(X, dtype=float)
-        X = X.astype(np.float32) if self.forest else self._inputs(X)
-        nodes = np.arange(len(self.feature))
-        return self._left(X[:, self.feature], np.broadcast_to(nodes, (len(X), len(nodes))))
-
-    def features_in(self) -> np.ndarray:
-        "The model's input feature behind each node's `feature` (the model may put its categorical features first)."
-        return self.feature if self.order is None else self.order[self.feature]
-
-    def raw(self, X: np.ndarray) -> np.ndarray:
-        "Per record and output: the forest's mean leaf value, or the boosting baseline plus the sum of its trees' leaf values."
-        v = self.value[self.leaves(np.asarray(X, dtype=float))]
-        if self.forest: return v.mean(axis=1)
-        k = len(self.base)  # boosting: tree i adds to output i % k
-        return self.base + (v.sum(axis=1)[:, None] if k == 1 else v.reshape(len(v), -1, k).sum(axis=1))
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        "Class probabilities, as the classifier's own `predict_proba` gives them."
-        if self.regression: raise MlnbError(f'serve: {self.kind} is a regressor; it has no class probabilities')
-        r = self.raw(X)
-        if self.forest: return r
-        if r.shape[1] == 1: p = 1 / (1 + np.exp(-r[:, 0])); return np.column_stack([1 - p, p])
-        e = np.exp(r - r.max(axis=1, keepdims=True)); return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        "Predicted values, as the regressor's own `predict` gives them."
-        if not self.regression: raise MlnbError(f'serve: {self.kind} is a classifier; use predict_proba')
-        r = self.raw(X)[:, 0]
-        return r if self.forest else self.inverse(r)
 
 # %% ../nbs/05_serve.ipynb #a915281b
 def _is_regressor(pipeline) -> bool:
@@ -759,6 +633,8 @@ def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.D
     mv = registry.load(spec); pipe = mv.pipeline; task = model_task(mv)
     df = read_table(src); feats = list(pipe.feature_names_in_)
     if missing := [f for f in feats if f not in df]: raise MlnbError(f'predict: {src} lacks the columns {missing}')
+    from mlnb.monitor import as_trained
+    df[feats] = as_trained(df[feats], mv.reference(), keep=False)   # codes written as floats or strings are the codes the model learnt
     f = validate_frame(df[feats], build_schema({k: v for k, v in mv.schema.items() if k in feats}))
     if len(f):
         s = failure_summary(f).head(5)
