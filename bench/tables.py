@@ -285,6 +285,7 @@ def describe_run(m: dict) -> dict:
     mp = t.get('model_params', {})
     keep = {k: mp[k] for k in ('class_weight', 'learning_rate', 'max_iter', 'max_leaf_nodes', 'early_stopping', 'C') if k in mp}
     return dict(roles={r: len(cs) for r, cs in by_role.items()}, text=by_role.get('text', []), datetime=by_role.get('datetime', []),
+                categorical=by_role.get('categorical', []),
                 dropped=f.get('dropped', []), model=t.get('model'), model_class=t.get('model_class'), model_params=keep,
                 n_features=f.get('n_features'), search=t.get('search'),
                 cv=t.get(f"cv_{t.get('selection_metric')}"), selection_metric=t.get('selection_metric'),
@@ -324,6 +325,9 @@ def versions() -> str:
     from importlib.metadata import version
     return ', '.join(f'{p} {version(p)}' for p in ('scikit-learn', 'flaml', 'lightgbm', 'xgboost', 'pandas', 'numpy'))
 
+def short(names, n=8) -> str:
+    return ', '.join(names[:n]) + (f' and {len(names) - n} more' if len(names) > n else '')
+
 def markdown(results: list, failed: dict, quick: str) -> str:
     "The results as a markdown report: the table, the average, the machine, and per table what mlnb decided."
     f = lambda x: f'{x:.4f}'
@@ -351,6 +355,7 @@ def markdown(results: list, failed: dict, quick: str) -> str:
                   f"mlnb: model {d['model']} ({d['model_class']}, {', '.join(f'{k}={v}' for k, v in d['model_params'].items())}), "
                   f"search {d['search']}, CV {d['selection_metric']} {d['cv']:.4f}; roles {d['roles']}; dropped {d['dropped'] or 'none'}"
                   + (f"; text {d['text']}" if d['text'] else '') + (f"; dates {d['datetime']}" if d['datetime'] else '')
+                  + (f"; categorical {short(d['categorical'])}" if d['categorical'] else '')
                   + f"; {d['n_features']} model features. FLAML's best: {r['flaml_model']}."
                   + (f" {r['task_note']}." if r.get('task_note') else ''), '']
     return '\n'.join(lines)
