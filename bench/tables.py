@@ -248,6 +248,29 @@ def baseline(Xtr, ytr, task, text=()):
                                                  class_weight='balanced' if task == 'multiclass' else None)
     return model.fit(Xtr, ytr), None
 
+def as_categories(Xtr, Xte, cols):
+    "Numeric columns `cols` as categories (train's values), as mlnb's features stage gives them to HGB."
+    Xtr, Xte = Xtr.copy(), Xte.copy()
+    for c in cols:
+        dt = pd.CategoricalDtype(sorted(Xtr[c].dropna().unique()))
+        Xtr[c], Xte[c] = Xtr[c].astype(dt), Xte[c].where(Xte[c].isin(dt.categories)).astype(dt)
+    return Xtr, Xte
+
+def ablation(m, Xtr, ytr, Xte, yte, task, positive=None) -> dict:
+    """For a run whose model is hgb without a search: the baseline's HGB with mlnb's model settings, with mlnb's
+    categorical roles for numeric columns, and with both (which comes close to mlnb's own figure): where a gap comes from."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    t = m['stages']['train']['glued']
+    if t.get('model') != 'hgb' or t.get('search') != 'none': return {}
+    M = HistGradientBoostingRegressor if task == 'regression' else HistGradientBoostingClassifier
+    base = dict(categorical_features='from_dtype', random_state=0, **({'class_weight': 'balanced'} if task == 'multiclass' else {}))
+    cats = [c for c, r in m['stages']['features']['glued'].get('roles', {}).items()
+            if r == 'categorical' and c in Xtr and pd.api.types.is_numeric_dtype(Xtr[c])]
+    Ctr, Cte = as_categories(Xtr, Xte, cats)
+    fit = lambda kw, A, B: float(score(M(**kw).fit(A, ytr), B, yte, task, positive))
+    return {'mlnb_settings': fit(t['model_params'], Xtr, Xte), 'mlnb_categories': fit(base, Ctr, Cte),
+            'both': fit(t['model_params'], Ctr, Cte), 'numeric_as_categories': cats}
+
 def score(model, X, y, task, positive=None):
     "The gate metric of `task` for a fitted model: ROC-AUC (of the positive class), macro F1, or R²."
     from sklearn.metrics import f1_score, r2_score, roc_auc_score
@@ -312,6 +335,7 @@ def bench_table(name, work: Path, rows=0, live=False) -> dict:
     t0 = time.perf_counter(); a = flaml_fit(Ftr, ytr, task, res['mlnb_s'])
     res.update(flaml=float(score(a, Fte, yte, task, info.get('positive'))), flaml_s=time.perf_counter() - t0,
                flaml_model=a.best_estimator, flaml_config=a.best_config)
+    res['ablation'] = ablation(m, Xtr, ytr, Xte, yte, task, info.get('positive'))
     res['best_other'] = max(res['baseline'], res['flaml']); res['gap'] = res['mlnb'] - res['best_other']
     return res
 
@@ -357,7 +381,10 @@ def markdown(results: list, failed: dict, quick: str) -> str:
                   + (f"; text {d['text']}" if d['text'] else '') + (f"; dates {d['datetime']}" if d['datetime'] else '')
                   + (f"; categorical {short(d['categorical'])}" if d['categorical'] else '')
                   + f"; {d['n_features']} model features. FLAML's best: {r['flaml_model']}."
-                  + (f" {r['task_note']}." if r.get('task_note') else ''), '']
+                  + (f" {r['task_note']}." if r.get('task_note') else '')
+                  + (f" The baseline's HGB with mlnb's model settings: {f(ab['mlnb_settings'])}; with mlnb's categorical roles for "
+                     f"{len(ab['numeric_as_categories'])} numeric column(s): {f(ab['mlnb_categories'])}; with both: {f(ab['both'])}."
+                     if (ab := r.get('ablation')) else ''), '']
     return '\n'.join(lines)
 
 def main():
