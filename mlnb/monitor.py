@@ -9,8 +9,8 @@ import pandas as pd
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['JUDGED', 'model_markers', 'batch_features', 'as_trained', 'unseen_categories', 'monitor_task', 'compared_predictions',
-           'judged_limits', 'text_comparison', 'monitor_summary']
+__all__ = ['JUDGED', 'model_markers', 'model_numbers', 'batch_features', 'as_trained', 'unseen_categories', 'monitor_task',
+           'compared_predictions', 'judged_limits', 'text_comparison', 'monitor_summary']
 
 # %% ../nbs/90_monitor.ipynb #a44438eb
 from .drift import as_code, like_reference
@@ -18,6 +18,10 @@ from .drift import as_code, like_reference
 def model_markers(pipeline) -> list:
     "The missing-value markers the Pipeline replaces (its `markers` step), or none."
     return list(getattr(pipeline.named_steps.get('markers'), 'markers', []))
+
+def model_numbers(pipeline) -> list:
+    "The columns of numbers written as text that the Pipeline's first step parses (as prepare did), or none."
+    return list(getattr(pipeline.named_steps.get('markers'), 'numbers', None) or [])
 
 def batch_features(batch: pd.DataFrame, features: list, src: str) -> pd.DataFrame:
     "The model's input columns of `batch`; an error names the missing ones."

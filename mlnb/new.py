@@ -94,6 +94,7 @@ stages:
     upstream: [features, prepare]
     params:
       cv_folds: 3
+      leakage: fail                # a column that alone predicts the target almost perfectly stops the run, named (warn: go on with it)
   evaluate:
     upstream: [train, prepare]
   explain:

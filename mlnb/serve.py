@@ -161,6 +161,7 @@ class FastScorer:
             raise MlnbError(f"serve: no fast path for the steps {list(pipeline.named_steps)} (feature selection or reduction)")
         self.classes_ = None if self.regression else pipeline.classes_
         self.markers = set(str(m).strip() for m in getattr(pipeline.named_steps.get('markers'), 'markers', []))
+        if getattr(pipeline.named_steps.get('markers'), 'numbers', None): raise MlnbError('serve: no fast path for numbers written as text (the Pipeline parses them)')
         ct, self.model = pipeline.named_steps['prep'], pipeline.named_steps['model']
         self.parts = []
         for name, tr, cols in ct.transformers_:
@@ -631,10 +632,12 @@ def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.D
     from mlnb.validate import build_schema, validate_frame, failure_summary
     from mlnb.core import atomic_path
     mv = registry.load(spec); pipe = mv.pipeline; task = model_task(mv)
-    df = read_table(src); feats = list(pipe.feature_names_in_)
+    from mlnb.monitor import as_trained, model_numbers
+    from mlnb.roles import tidy_values
+    df = tidy_values(read_table(src)); feats = list(pipe.feature_names_in_)   # as ingest hands a table on
     if missing := [f for f in feats if f not in df]: raise MlnbError(f'predict: {src} lacks the columns {missing}')
-    from mlnb.monitor import as_trained
-    df[feats] = as_trained(df[feats], mv.reference(), keep=False)   # codes written as floats or strings are the codes the model learnt
+    cast = [f for f in feats if f not in model_numbers(pipe)]   # numbers written as text are the Pipeline's to parse
+    df[cast] = as_trained(df[cast], mv.reference(), keep=False)   # codes written as floats or strings are the codes the model learnt
     f = validate_frame(df[feats], build_schema({k: v for k, v in mv.schema.items() if k in feats}))
     if len(f):
         s = failure_summary(f).head(5)

@@ -39,12 +39,12 @@ __all__ = ['TASKS', 'MODELS', 'ALIASES', 'IMBALANCED', 'CLASS_WEIGHTS', 'SCORING
 
 # %% ../nbs/40_train.ipynb #e4c9586d
 class MissingMarkers(TransformerMixin, BaseEstimator):
-    "Replace missing-value markers in text columns with missing values (a Pipeline step)."
-    def __init__(self, markers=('?',)): self.markers = markers
+    "The Pipeline's first step: raw records as prepare made the training rows (plain types, markers as missing values, the `numbers` columns parsed)."
+    def __init__(self, markers=('?',), numbers=()): self.markers, self.numbers = markers, numbers
     def fit(self, X, y=None):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object); self.n_features_in_ = X.shape[1]
         return self
-    def transform(self, X): return normalise_missing(X, list(self.markers))
+    def transform(self, X): return normalise_missing(X, list(self.markers), [c for c in getattr(self, 'numbers', ()) if c in X])   # a model saved before `numbers` has none
     def get_feature_names_out(self, input_features=None): return self.feature_names_in_
 
 # %% ../nbs/40_train.ipynb #b046d30b
@@ -86,13 +86,13 @@ def make_model(name: str, params: dict | None = None, seed: int = 0, task: str =
     m = cls(**kw)
     return CalibratedClassifierCV(m, cv=3) if name == 'linear_svm' and kind == 'classification' else m
 
-def compose(prep, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary', class_weight: str | None = None) -> Pipeline:
+def compose(prep, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary', class_weight: str | None = None, numbers=()) -> Pipeline:
     "One Pipeline: missing-value markers, the preprocessing `prep` (unfitted; its selection and reduction steps, if any, follow), then the model `name` for `task`."
     model = make_model(name, params, seed, task, class_weight)
     if (cats := native_categorical(prep)) and 'categorical_features' in model.get_params() and 'categorical_features' not in (params or {}):
         model.set_params(categorical_features=cats)  # the features stage's leading block of category codes
     steps = [('prep', prep[0]), *prep.steps[1:]] if isinstance(prep, Pipeline) and prep.steps[0][0] == 'columns' else [('prep', prep)]
-    return Pipeline([('markers', MissingMarkers(list(markers))), *steps, ('model', model)])
+    return Pipeline([('markers', MissingMarkers(list(markers), list(numbers))), *steps, ('model', model)])
 
 def make_pipeline(X: pd.DataFrame, name: str, params: dict | None = None, seed: int = 0, markers=('?',), task: str = 'binary', class_weight: str | None = None) -> Pipeline:
     "`compose` with the plain preprocessing for `X` (numeric and categorical columns), for use without a features stage."
