@@ -1,9 +1,10 @@
 """mlnb's default pipeline against a plain baseline and FLAML on real tables (issue 19, item 7).
 
-    python bench/tables.py [--tables wine,iris] [--quick] [--rows N] [--out bench/tables.md] [--work DIR] [--list]
+    python bench/tables.py [--tables wine,iris] [--quick] [--rows N] [--out bench/tables.md] [--work DIR] [--live] [--list]
 
-Per table: the table is written as a CSV into a temporary project folder (a `settings.ini` and a link to the
-checkout's `nbs/`), then `mlnb new NAME --data data/NAME.csv --target COL` and `mlnb run` of that file as written,
+Per table: the table is written as a CSV into a temporary project folder (a `settings.ini` and the checkout's `nbs/`
+and `mlnb/` as committed, so edits in progress in the checkout do not reach the runs; `--live` links the working
+tree's `nbs/` instead), then `mlnb new NAME --data data/NAME.csv --target COL` and `mlnb run` of that file as written,
 with only the registry path set (into the project), `--jobs 1 --no-cache`. On the train and test rows of that run
 (prepare's `train` and `test` artifacts, found through run.json), two other models, scored with the task's gate
 metric (ROC-AUC binary, macro F1 multiclass, R² regression); mlnb's figure is evaluate's glued metric:
@@ -16,9 +17,11 @@ metric (ROC-AUC binary, macro F1 multiclass, R² regression); mlnb's figure is e
 The columns this script added to make a table messy (row numbers, ids) are left out of the baseline's and FLAML's
 inputs; mlnb gets the whole file and has to find them. Everything runs at one thread (OMP_NUM_THREADS=1, also for
 the mlnb subprocesses). `--quick` samples 600 rows per table (`--rows N` any other size); `--list` shows the tables.
-Writes a markdown table per run (with the machine) to --out and the figures as JSON beside it.
+For an hgb run the report also refits the baseline's HGB with mlnb's model settings, with mlnb's categorical roles, and
+with both (close to mlnb's own figure), to show where a gap comes from. Writes the markdown report (with the machine)
+to --out and the figures as JSON beside it; the project folder (executed notebooks under runs/) is kept.
 """
-import argparse, json, os, platform, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, platform, subprocess, sys, tempfile, time
 from pathlib import Path
 
 for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[v] = '1'
