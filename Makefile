@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install run test test-fast lib clean-nbs bench
+.PHONY: install run test test-fast lib clean-nbs bench bench-tables
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,3 +32,9 @@ lib: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+
+# bench/tables.py: mlnb new + mlnb run on 14 real tables against a plain baseline and FLAML (its packages are not
+# needed by the tests: FLAML pulls xgboost and lightgbm; the tables ship inside statsmodels, palmerpenguins, vega_datasets)
+bench-tables: $(STAMP)
+	$(BIN)/pip install -q 'flaml[automl]>=2.3,<2.4' 'statsmodels>=0.14' 'palmerpenguins>=0.1.6' 'vega_datasets>=0.9'
+	$(BIN)/python bench/tables.py
