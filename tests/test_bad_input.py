@@ -61,7 +61,7 @@ def table(n=60, **cols):
 def test_empty_column_fails_naming_it(tmp_path):
     table(notes=None).to_csv(tmp_path/'t.csv', index=False)
     r = until_validate(tmp_path, tmp_path/'t.csv')
-    assert r.returncode == 1 and 'notes: 100% of 60 values are missing (the column is empty)' in r.stdout, r.stdout
+    assert r.returncode == 1 and 'notes: 100%, 60 of 60 values are missing (the column is empty)' in r.stdout, r.stdout
 
 def test_text_among_numbers_fails_naming_column_count_and_examples(tmp_path):
     t = table(); t['age'] = t['age'].astype(object); t.loc[:4, 'age'] = 'unknown'

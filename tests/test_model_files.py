@@ -208,8 +208,13 @@ def test_filename_vectorizer_is_refused_naming_input(tmp_path):
         load_model(data, where='m.skops')
     ref = save_artifact(pipe, 'pipeline', tmp_path/'run'/'artifacts'/'train')
     with pytest.raises(MlnbError, match='input'): load_artifact(ref, tmp_path/'run')
-    reg = Registry(tmp_path/'registry')                                # registered (its types are allowed), refused when served
-    reg.register('files', pipe, schema={}, reference=pd.DataFrame({'text': paths}), metrics={})
+    reg = Registry(tmp_path/'registry')                                # refused at registration, naming the parameter
+    with pytest.raises(MlnbError, match=r"refusing to register model 'files'.*TfidfVectorizer.input='filename'"):
+        reg.register('files', pipe, schema={}, reference=pd.DataFrame({'text': paths}), metrics={})
+    import mlnb.registry                                              # a registry written without that check (an older mlnb): refused when loaded
+    real, mlnb.registry.risky_params = mlnb.registry.risky_params, lambda obj: []
+    try: reg.register('files', pipe, schema={}, reference=pd.DataFrame({'text': paths}), metrics={})
+    finally: mlnb.registry.risky_params = real
     with pytest.raises(MlnbError, match=r"TfidfVectorizer.input='filename'"): reg.load('files@1')
 
 def test_vectorizer_found_in_fitted_attributes_and_containers(tmp_path):
