@@ -10,13 +10,13 @@ import yaml
 from .core import MlnbError, project_root, write_text
 from .roles import infer_roles
 from .ingest import read_table
-from .prepare import decide_task, normalise_missing
+from .prepare import decide_task, normalise_missing, pool_rare_classes
 from .roles import number_columns, parse_number, parse_numbers, tidy_values
 from .validate import infer_spec, quality_findings, quality_report, quality_rules
 
 # %% auto #0
 __all__ = ['GATE', 'GATE_MARGIN', 'schema_for', 'suggest_model', 'new_params', 'write_new', 'trivial_score', 'gate_minimum',
-           'passing_rules', 'missing_markers']
+           'passing_rules', 'missing_markers', 'leaking_columns']
 
 # %% ../nbs/06_new.ipynb #232a6451
 def schema_for(df: pd.DataFrame, target: str, max_levels: int = 12) -> dict:
@@ -50,16 +50,23 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     df = df.drop(columns=list(exclude))   # what validate hands on
     clean = normalise_missing(df, markers).dropna(subset=[target]).reset_index(drop=True)   # what prepare decides on: markers as missing, rows with a target,
     clean = parse_numbers(clean, number_columns(clean))                                     # numbers written as text parsed
+    task_, reason = decide_task(clean[target], task)
+    pooled, rare = pool_rare_classes(clean[target], 'pool', 10, task_)   # as prepare does by default
+    if len(rare):
+        clean = clean.assign(**{target: pooled}).dropna(subset=[target]).reset_index(drop=True)
+        task_, reason = decide_task(clean[target], task)
     y = clean[target]
-    task_, reason = decide_task(y, task)
     trivial, how = trivial_score(y, task_, folds=3)
     roles = infer_roles(clean.drop(columns=[target]))   # prepare's decision, by the same rules on the same rows
+    leaks = leaking_columns(clean, target, task_, roles)
+    if leaks: roles = infer_roles(clean.drop(columns=[target]), drop=list(leaks))
     model_, why = (model, 'as asked') if model else suggest_model(roles, task_)
     p = Path(data).resolve(); root = project_root()
     path = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
     role_lines = ''.join(f"#   {r.column:<28} {r.role:<12} {r.reason}\n" for r in roles.itertuples())
     ids = roles.loc[roles['role'] == 'id', 'column'].tolist()
     flow = lambda v: yaml.safe_dump(v, default_flow_style=True, allow_unicode=True, width=10**6).strip()
+    drops = (f"      drop: {flow(list(leaks))}   # train's leakage guard would stop on these: {'; '.join(f'{c}: {w}' for c, w in leaks.items())}\n" if leaks else '')
     checks = (f"      exclude: {flow(list(exclude))}   # nearly empty, set aside before validate's checks: {'; '.join(exclude.values())}\n" if exclude else '') \
              + ''.join(f"      # quality rule {k} only warns here, or the run would stop: {why}\n" for k, why in relaxed.items()) \
              + (f"      quality: {flow({k: {'action': 'warn'} for k in relaxed})}\n" if relaxed else '')
@@ -88,7 +95,7 @@ stages:
     upstream: [validate]
     params:
       test_size: 0.2               # also: time_column, group_column, drop_duplicates, positive (binary), target_from, rare_classes, roles, drop
-  features:
+{drops}  features:
     upstream: [prepare]            # {len(ids)} id column(s) left out{': ' + ', '.join(map(str, ids)) if ids else ''}
   train:
     upstream: [features, prepare]
@@ -168,3 +175,13 @@ def missing_markers(df: pd.DataFrame, max_markers: int = 3, max_chars: int = 12)
         words = v[v.map(parse_number).isna()]
         if len(words) <= 0.1 * len(v) and 0 < words.nunique() <= max_markers and words.str.len().max() <= max_chars: found |= set(words)
     return sorted(found)
+
+# %% ../nbs/06_new.ipynb #d715a638
+def leaking_columns(clean: pd.DataFrame, target: str, task: str, roles: pd.DataFrame, seed: int = 42) -> dict:
+    "The input columns train's leakage guard would flag on `clean` (prepare's rows), each with its reason: `{column: reason}`."
+    from mlnb.train import leakage_scores
+    used = roles.loc[roles['role'] != 'id', 'column'].tolist()
+    if not used: return {}
+    y = clean[target] if task == 'regression' else clean[target].astype(str)
+    t = leakage_scores(clean[used], y, task, dict(zip(roles['column'], roles['role'])), folds=3, seed=seed)
+    return {r.column: r.reason for r in t[t.flagged].itertuples()}

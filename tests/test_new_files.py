@@ -86,3 +86,18 @@ def test_json_records_with_mixed_nested_and_missing_values_run(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     roles = json.loads(next((tmp_path/'runs').glob('*/run.json')).read_text())['stages']['prepare']['glued']['roles']
     assert roles['mixed'] == roles['tags'] == roles['meta'] == 'categorical' and roles['money'] == 'numeric', roles
+
+def test_a_leaking_column_and_a_class_of_two_rows(tmp_path):
+    "A column that is the class in other words, and a class with 2 rows: mlnb new drops the first (train's guard would stop on it); prepare sets the second aside, counted."
+    rng = np.random.default_rng(8); n = 900
+    cls = rng.choice(['bronze', 'silver', 'gold'], n, p=[0.5, 0.3, 0.2]).astype(object); cls[:2] = 'platinum'
+    df = pd.DataFrame({'spend': rng.gamma(2, 50, n) + (cls == 'gold') * 80, 'visits': rng.integers(1, 30, n), 'tier': cls})
+    df['tier_code'] = df['tier'].map({'bronze': 10, 'silver': 20, 'gold': 30, 'platinum': 40}) + rng.integers(0, 3, n)   # the answer, written as a number
+    text, r, m = new_then_run(tmp_path, df, 'tier', 'tiers')
+    p = yaml.safe_load(text)
+    assert p['stages']['prepare']['params']['drop'] == ['tier_code'] and "train's leakage guard would stop on these: tier_code" in text, text
+    assert p['stages']['train']['params']['leakage'] == 'fail'
+    assert r.returncode == 0, r.stdout + r.stderr
+    g = m['stages']['prepare']['glued']
+    assert g['rare_classes'] == {'platinum': 2} and g['classes'] == ['bronze', 'gold', 'silver'], g   # alone in `other` it would still be 2 rows: dropped
+    assert m['stages']['train']['glued']['leakage_flagged'] == [] and 'tier_code' in m['stages']['features']['glued']['dropped']
