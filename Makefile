@@ -20,8 +20,11 @@ run: $(STAMP)
 
 # the PostgreSQL tests (tests/test_sources.py) start a server of their own: they need its programs installed,
 # `bash tests/install-postgres.sh` (CI runs it first; it is not a prerequisite here)
+# two test files at a time (pytest-xdist; a file's tests stay on one worker, so module fixtures are made once), then
+# the few `serial` tests that bound wall time or latency, alone
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" tests
+	$(BIN)/python -m pytest -q -m serial tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests

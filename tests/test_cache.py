@@ -50,6 +50,7 @@ def project(tmp_path_factory):
     assert set(states(r).values()) == {'ok'}, r.stdout
     return d
 
+@pytest.mark.serial   # a wall-time bound: run alone, after the parallel part of `make test`
 def test_unchanged_pipeline_is_all_cached(project):
     first = latest(project)
     t = time.perf_counter(); r = mlnb(project, 'run', 'params/small.yaml'); wall = time.perf_counter() - t

@@ -315,6 +315,7 @@ def test_hostile_requests_get_4xx_and_the_server_keeps_answering(tight):
     c.close()
     assert ok()
 
+@pytest.mark.serial   # a latency bound: run alone, after the parallel part of `make test`
 def test_health_answers_while_a_maximum_request_is_scored(server):
     recs, _ = records(10_000, seed=4)
     body = json.dumps(recs); assert len(body) < 10 * 2**20
