@@ -19,7 +19,8 @@ def normalise_missing(df: pd.DataFrame, markers: list, numbers: list = ()) -> pd
     "`df` tidied (`tidy_values`), its text values trimmed, every value in `markers` made missing, and the `numbers` columns parsed."
     df = tidy_values(df.copy())
     for c in df.columns[df.dtypes.map(lambda d: d.kind in 'OUT' or str(d) in ('str', 'string'))]:
-        s = df[c].map(lambda v: v.strip() if isinstance(v, str) else v)
+        col = df[c]   # pandas' str dtype holds only text: trimmed at once; an object column may hold True/False too, which `.str` would blank
+        s = col.str.strip() if isinstance(col.dtype, pd.StringDtype) else col.map(lambda v: v.strip() if isinstance(v, str) else v)
         df[c] = s.mask(s.isin([str(m).strip() for m in markers]))
     return parse_numbers(df, list(numbers)) if numbers else df
 
