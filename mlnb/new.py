@@ -8,10 +8,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from .core import MlnbError, project_root, write_text
-from .roles import infer_roles
 from .ingest import read_table
 from .prepare import decide_task, normalise_missing, pool_rare_classes
-from .roles import number_columns, parse_number, parse_numbers, tidy_values
+from .roles import infer_roles, number_columns, parse_number, parse_numbers, tidy_values
 from .validate import infer_spec, quality_findings, quality_report, quality_rules
 
 # %% auto #0
@@ -59,7 +58,7 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     trivial, how = trivial_score(y, task_, folds=3)
     roles = infer_roles(clean.drop(columns=[target]))   # prepare's decision, by the same rules on the same rows
     leaks = leaking_columns(clean, target, task_, roles)
-    if leaks: roles = infer_roles(clean.drop(columns=[target]), drop=list(leaks))
+    roles.loc[roles['column'].isin(leaks), ['role', 'reason']] = ['id', 'listed in `drop`']   # as prepare will read the drop written below
     model_, why = (model, 'as asked') if model else suggest_model(roles, task_)
     p = Path(data).resolve(); root = project_root()
     path = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)

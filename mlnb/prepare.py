@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from .core import MlnbError
-from .roles import number_columns, parse_number, parse_numbers, tidy_values  # how values are read: decided in mlnb.roles, used here and by the Pipeline
+from .roles import number_columns, parse_numbers, tidy_values  # how values are read: decided in mlnb.roles, used here and by the Pipeline
 
 # %% auto #0
 __all__ = ['TASKS', 'RARE', 'normalise_missing', 'derive_target', 'decide_task', 'class_labels', 'decide_positive',
