@@ -109,7 +109,9 @@ def main() -> int:
     import numpy as np, pandas as pd
     from threadpoolctl import threadpool_limits
     from mlnb.registry import Registry
-    from mlnb.serve import PredictionLog, RecordError, check_records, make_scorer
+    from mlnb.predlog import PredictionLog
+    from mlnb.requests import RecordError, check_records
+    from mlnb.scoring import make_scorer
     if a.registry and not (Path(a.registry)/'registry.db').exists(): sys.exit(f'{a.registry} is not a registry (no registry.db)')
     tmp = Path(tempfile.mkdtemp(prefix='mlnb-bench-serve-'))
     registry = Path(a.registry).resolve() if a.registry else make_registry(tmp)

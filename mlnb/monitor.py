@@ -53,7 +53,7 @@ JUDGED = {'binary': ['roc_auc', 'log_loss'], 'multiclass': ['f1_macro', 'accurac
 
 def monitor_task(mv, reference: pd.DataFrame) -> dict:
     "What version `mv` predicts (`{task, target, classes, positive}`), as registered; an older version's target from its reference sample."
-    from mlnb.serve import model_task
+    from mlnb.scoring import model_task
     t = model_task(mv)
     if t.get('target') is None:
         rest = [c for c in reference.columns if c not in mv.meta['features'] and not str(c).startswith('_')]
