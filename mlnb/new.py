@@ -14,8 +14,8 @@ from .roles import infer_roles, number_columns, parse_number, parse_numbers, tid
 from .validate import infer_spec, quality_findings, quality_report, quality_rules
 
 # %% auto #0
-__all__ = ['GATE', 'GATE_MARGIN', 'schema_for', 'suggest_model', 'new_params', 'write_new', 'trivial_score', 'gate_minimum',
-           'passing_rules', 'missing_markers', 'leaking_columns']
+__all__ = ['GATE', 'SMALL_ROWS', 'SMALL_CANDIDATES', 'GATE_MARGIN', 'schema_for', 'suggest_model', 'new_params', 'write_new',
+           'trivial_score', 'gate_minimum', 'passing_rules', 'missing_markers', 'leaking_columns']
 
 # %% ../nbs/06_new.ipynb #232a6451
 def schema_for(df: pd.DataFrame, target: str, max_levels: int = 12) -> dict:
@@ -31,10 +31,15 @@ def schema_for(df: pd.DataFrame, target: str, max_levels: int = 12) -> dict:
 # %% ../nbs/06_new.ipynb #9a9eceb6
 GATE = {'binary': 'roc_auc', 'multiclass': 'f1_macro', 'regression': 'r2'}
 
-def suggest_model(roles: pd.DataFrame, task: str) -> tuple:
-    "`(model, reason)` that suits the roles of the columns and the task."
-    if (roles['role'] == 'text').any() and task != 'regression': return 'linear', 'text columns: TF-IDF with a linear model'
-    return 'hgb', 'numbers and categories: histogram gradient boosting'
+SMALL_ROWS = 10_000  # up to this many rows train chooses among a few kinds of model: cheap here, and on a small table no one kind wins
+SMALL_CANDIDATES = ['hgb', 'linear', 'random_forest']
+
+def suggest_model(roles: pd.DataFrame, task: str, rows: int = SMALL_ROWS + 1) -> tuple:
+    "`(model, candidates, reason)`: the model that suits the columns' roles and the task, and on a table of at most `SMALL_ROWS` rows the models train chooses among."
+    if (roles['role'] == 'text').any() and task != 'regression': return 'linear', [], 'text columns: TF-IDF with a linear model'
+    if rows <= SMALL_ROWS: return 'hgb', SMALL_CANDIDATES, (f'{rows:,} rows: train chooses by 5-fold CV among histogram gradient boosting, a linear model and a '
+                                                             f'random forest, since on a table this small no one kind wins')
+    return 'hgb', [], 'numbers and categories: histogram gradient boosting'
 
 def _block(d: dict, indent: int) -> str:
     "`d` as YAML, indented."
@@ -59,7 +64,7 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     roles = infer_roles(clean.drop(columns=[target]))   # prepare's decision, by the same rules on the same rows
     leaks = leaking_columns(clean, target, task_, roles)
     roles.loc[roles['column'].isin(leaks), ['role', 'reason']] = ['id', 'listed in `drop`']   # as prepare will read the drop written below
-    model_, why = (model, 'as asked') if model else suggest_model(roles, task_)
+    model_, cands, why = (model, [], 'as asked') if model else suggest_model(roles, task_, len(clean))
     p = Path(data).resolve(); root = project_root()
     path = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
     role_lines = ''.join(f"#   {r.column:<28} {r.role:<12} {r.reason}\n" for r in roles.itertuples())
@@ -69,10 +74,11 @@ def new_params(name: str, data: str | Path, target: str, task: str = 'auto', mod
     checks = (f"      exclude: {flow(list(exclude))}   # nearly empty, set aside before validate's checks: {'; '.join(exclude.values())}\n" if exclude else '') \
              + ''.join(f"      # quality rule {k} only warns here, or the run would stop: {why}\n" for k, why in relaxed.items()) \
              + (f"      quality: {flow({k: {'action': 'warn'} for k in relaxed})}\n" if relaxed else '')
+    choose = (f"      candidates: {flow([{'model': m} for m in cands])}   # chosen by the CV score; features encodes for {model_}, train re-encodes for the others\n" if cands else '')
     return f"""# {name}: made by `mlnb new {name} --data {data} --target {target}` — edit freely.
-# Task: {task_}, because {reason}. Model: {model_} ({why}).
+# Task: {task_}, because {reason}. Model: {'the best of ' + ', '.join(cands) if cands else model_} ({why}).
 # Column roles, as prepare decides them on the whole table (override with prepare.params.roles / drop):
-{role_lines}description: {name} — {task_} on {target} with {model_}
+{role_lines}description: {name} — {task_} on {target} with {'the best of ' + ', '.join(cands) if cands else model_}
 headline: evaluate.{GATE[task_]}
 shared:
   target: {yaml.safe_dump(target, default_style=None).splitlines()[0]}
@@ -99,8 +105,8 @@ stages:
   train:
     upstream: [features, prepare]
     params:
-      cv_folds: 3
-      leakage: fail                # a column that alone predicts the target almost perfectly stops the run, named (warn: go on with it)
+      cv_folds: {5 if cands else 3}
+{choose}      leakage: fail                # a column that alone predicts the target almost perfectly stops the run, named (warn: go on with it)
   evaluate:
     upstream: [train, prepare]
   explain:
