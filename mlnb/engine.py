@@ -9,17 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHECK', 'KERNEL_MODULES', 'PRELOAD', 'is_check', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
-           'kernel_env', 'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor',
-           'remote_fs', 'put_files', 'get_files', 'library_signature', 'worker_zygote', 'warm_worker', 'run_stage_task',
-           'interrupt_stage', 'StageEnv', 'stage_env', 'DaskExecutor']
+__all__ = ['KERNEL_MODULES', 'PRELOAD', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess', 'kernel_env',
+           'start_zygote', 'KernelPool', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor', 'remote_fs',
+           'put_files', 'get_files', 'library_signature', 'worker_zygote', 'warm_worker', 'run_stage_task',
+           'interrupt_stage', 'StageEnv', 'stage_env', 'DaskExecutor', 'CHECK', 'is_check']
 
 # %% ../nbs/07_engine.ipynb #60804193
-CHECK = '#| check'  # first line of a cell that checks library code: nbdev_test runs it, a pipeline run leaves it out
-
-def is_check(cell) -> bool:
-    "Is `cell` a library check (a code cell whose first line is `#| check`)?"
-    return cell.get('cell_type') == 'code' and ''.join(cell.get('source', '')).lstrip().startswith(CHECK)
+from .keys import CHECK, is_check  # what a run leaves out of a notebook: library checks
+_all_ = ['CHECK', 'is_check']
 
 def notebook_imports(nb_path: Path) -> list:
     "The modules imported at the top level of the notebook's code cells that a run executes (not its `#| check` cells), in order."
@@ -491,7 +488,7 @@ class StageEnv(dict):
 
 def stage_env(params: dict) -> StageEnv:
     "The runner's values of the environment variables that a stage's `params` take as `${NAME}` (None for one not set here), for its kernel on a Dask worker."
-    from mlnb.cache import RUNNER_PARAMS
+    from mlnb.keys import RUNNER_PARAMS
     from mlnb.sources import env_names
     return StageEnv({n: os.environ.get(n) for n in sorted(env_names({k: v for k, v in params.items() if k not in RUNNER_PARAMS}))})
 

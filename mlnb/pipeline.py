@@ -17,15 +17,17 @@ from .report import Renderer, write_report
 
 
 # %% auto #0
-__all__ = ['DATA_PARAMS', 'KEY_PACKAGES', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
-           'has_parameters_cell', 'parameter_names', 'declared_params', 'data_files', 'upstream_reads', 'check_stage',
-           'source_problems', 'stage_resources', 'load_plan', 'environment', 'git_state', 'new_run_id', 'now',
-           'stage_params', 'stage_inputs', 'split_scraps', 'failure', 'mirror_dir', 'cache_path', 'select_stages',
-           'will_execute', 'thread_budget', 'run_plan', 'run', 'load_manifest', 'headline_value', 'list_runs',
-           'find_run']
+__all__ = ['DATA_PARAMS', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
+           'has_parameters_cell', 'declared_params', 'data_files', 'upstream_reads', 'check_stage', 'source_problems',
+           'stage_resources', 'load_plan', 'git_state', 'new_run_id', 'now', 'stage_inputs', 'split_scraps', 'failure',
+           'mirror_dir', 'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run',
+           'load_manifest', 'headline_value', 'list_runs', 'find_run', 'KEY_PACKAGES', 'environment', 'parameter_names',
+           'stage_params']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
-from .cache import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
+from .keys import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
+from .keys import KEY_PACKAGES, environment, parameter_names, stage_params  # what decides a stage's key (they lived here before)
+_all_ = ['KEY_PACKAGES', 'environment', 'parameter_names', 'stage_params']
 
 @dataclass
 class Stage:
@@ -101,17 +103,6 @@ def has_parameters_cell(nb_path: Path) -> bool:
     "Does the notebook have a cell tagged `parameters`?"
     nb = json.loads(Path(nb_path).read_text())
     return any('parameters' in c.get('metadata', {}).get('tags', []) for c in nb['cells'])
-
-def parameter_names(nb_path: Path) -> list:
-    "The names the notebook's `parameters` cell assigns, read without papermill (for `mlnb status`)."
-    for c in json.loads(Path(nb_path).read_text())['cells']:
-        if 'parameters' in c.get('metadata', {}).get('tags', []):
-            names = []
-            for n in ast.parse(''.join(c['source'])).body:
-                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name): names.append(n.target.id)
-                elif isinstance(n, ast.Assign): names += [t.id for t in n.targets if isinstance(t, ast.Name)]
-            return names
-    return []
 
 def declared_params(nb_path: Path) -> dict:
     "The notebook's declared parameters: name -> {inferred_type_name, default, help}."
@@ -234,16 +225,6 @@ def load_plan(path: str | Path, check: bool = True) -> Plan:
     return Plan(path, root, stages, shared, raw.get('headline'), raw)
 
 # %% ../nbs/01_pipeline.ipynb #da552c68
-KEY_PACKAGES = ('mlnb', 'papermill', 'scrapbook', 'nbformat', 'nbclient', 'ipykernel', 'pandas', 'numpy', 'pyarrow',
-                'scikit-learn', 'scipy', 'pandera', 'skops', 'matplotlib', 'optuna', 'shap')
-
-def environment() -> dict:
-    "Python, platform and key package versions."
-    def ver(p):
-        try: return metadata.version(p)
-        except metadata.PackageNotFoundError: return None
-    return dict(python=platform.python_version(), platform=platform.platform(), packages={p: ver(p) for p in KEY_PACKAGES})
-
 def git_state(root: Path) -> dict:
     "The git commit of `root` and whether its tree has uncommitted changes."
     def git(*a): return subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, timeout=10)
@@ -260,11 +241,6 @@ def new_run_id() -> str:
 def now(ms: bool = False) -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds' if ms else 'seconds')
 
 # %% ../nbs/01_pipeline.ipynb #e5470b49
-def stage_params(stage: Stage, plan: Plan) -> dict:
-    "The parameters `stage` gets from the parameter file: its own and the shared ones its notebook declares."
-    decl = stage.declared or dict.fromkeys(parameter_names(stage.notebook))
-    return {**{k: v for k, v in plan.shared.items() if k in decl}, **stage.params}
-
 def stage_inputs(stage: Stage, plan: Plan, run_dir: Path, outputs: dict, run_id: str) -> dict:
     "The parameters papermill injects into `stage`: `stage_params` and the runner's (upstream notebooks, artifact folder, run id, the run's parameter file)."
     decl = stage.declared or dict.fromkeys(parameter_names(stage.notebook))
@@ -346,7 +322,8 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     `zygote`: see `KernelPool`; `cache`: False to neither read nor write the cache index;
     `executor`: `local` (kernels on this machine) or `dask` (each stage a task on a LocalCluster, or on the cluster at `scheduler`);
     `remote`: an fsspec URL the run is copied to as it goes (`runs_dir` is then its local mirror; Dask workers read and write the URL)."""
-    from mlnb.cache import Cache, stage_parts, lookup, output_digest, stage_effect, link_entry, versions, plan_status
+    from mlnb.cache import Cache, lookup, stage_effect, link_entry, plan_status
+    from mlnb.keys import stage_parts, output_digest, versions
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
     include, must_run, must_cache = select_stages(plan, only, start, until)
     if must_cache and not cache: raise MlnbError('--only and --from take the stages before them from the cache; they cannot be used with --no-cache')
