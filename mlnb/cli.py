@@ -28,7 +28,7 @@ def stage_line(name: str, st: dict) -> str:
 # %% ../nbs/03_cli.ipynb #d88cf090
 def _zygote_for(plan, names):
     "Start the kernel zygote for the stages `names` (it imports pandas and scikit-learn while the runner checks the notebooks)."
-    from mlnb.engine import start_zygote
+    from mlnb.kernels import start_zygote
     return start_zygote(plan.root, [s.notebook for s in plan.stages if s.name in names])
 
 def _resume_target(runs_dir, run) -> Path:
@@ -398,8 +398,7 @@ def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
         if '://' in str(getattr(a, 'runs_dir', None) or ''):  # a URL (fsspec): runs are written to a local mirror and copied there
-            from mlnb.pipeline import mirror_dir
-            from mlnb.engine import remote_fs
+            from mlnb.remote import mirror_dir, remote_fs
             try: remote_fs(a.runs_dir)
             except (ImportError, ValueError) as e: raise MlnbError(f'--runs-dir {a.runs_dir}: {e}') from None  # e.g. s3fs not installed
             a.remote, a.runs_dir = a.runs_dir, str(mirror_dir(project_root(), a.runs_dir))

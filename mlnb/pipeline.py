@@ -20,14 +20,15 @@ from .report import Renderer, write_report
 __all__ = ['DATA_PARAMS', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
            'has_parameters_cell', 'declared_params', 'data_files', 'upstream_reads', 'check_stage', 'source_problems',
            'stage_resources', 'load_plan', 'git_state', 'new_run_id', 'now', 'stage_inputs', 'split_scraps', 'failure',
-           'mirror_dir', 'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run',
-           'load_manifest', 'headline_value', 'list_runs', 'find_run', 'KEY_PACKAGES', 'environment', 'parameter_names',
-           'stage_params']
+           'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run', 'load_manifest',
+           'headline_value', 'list_runs', 'find_run', 'KEY_PACKAGES', 'environment', 'parameter_names', 'stage_params',
+           'mirror_dir']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .keys import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
 from .keys import KEY_PACKAGES, environment, parameter_names, stage_params  # what decides a stage's key (they lived here before)
-_all_ = ['KEY_PACKAGES', 'environment', 'parameter_names', 'stage_params']
+from .remote import mirror_dir  # the local mirror of a runs folder given as a URL (it lived here before)
+_all_ = ['KEY_PACKAGES', 'environment', 'parameter_names', 'stage_params', 'mirror_dir']
 
 @dataclass
 class Stage:
@@ -260,11 +261,6 @@ def failure(e) -> dict:
     return dict(cell=None, ename=type(e).__name__, evalue=str(e)[:500])
 
 # %% ../nbs/01_pipeline.ipynb #2137c9c7
-def mirror_dir(root: Path, url: str) -> Path:
-    "The local mirror of a runs folder given as a URL (`s3://bucket/runs` -> `outputs/mirror/s3/bucket/runs`): manifests, cache index and reports live there too."
-    proto, _, rest = url.partition('://')
-    return Path(root)/'outputs'/'mirror'/proto/rest.strip('/')
-
 def cache_path(root: Path, runs_dir: Path) -> Path:
     "The cache index of project `root`: `outputs/cache.db` for its runs, else `<runs folder>-cache.db` beside the runs it points into."
     runs_dir = Path(runs_dir).resolve()
@@ -356,7 +352,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     save()
     jobs_of = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name], resources=s.resources) for s in stages}
     ex, renderer, t_run, vers, digests = None, None, time.monotonic(), versions(), {}
-    from mlnb.engine import remote_fs, put_files
+    from mlnb.remote import remote_fs, put_files
     target = remote_fs(remote) if remote else None
     push = lambda rels: target and put_files(*target, run_dir, rels)  # a copy at the runs URL, as each stage's files are final
     def executor():
