@@ -4,19 +4,162 @@
 
 # %% ../nbs/05a_scoring.ipynb #797b4b1e
 from __future__ import annotations
-import math
+import html, math, re
+from collections import Counter
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+from scipy.special import expit
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from sklearn.pipeline import FeatureUnion
+from sklearn.preprocessing import normalize
+from sklearn.utils.extmath import softmax
 from .core import MlnbError
+from .roles import parse_number  # numbers written as text, read as the Pipeline's first step reads them
 from .trees import TreeArrays  # trees as arrays: the fast path for a few records (explain's TreeSHAP uses them too)
 
 # %% auto #0
-__all__ = ['FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'decide']
+__all__ = ['TEXT_PROBES', 'LinearArrays', 'FastScorer', 'PipelineScorer', 'make_scorer', 'known_categories', 'model_task',
+           'decide']
 
 # %% ../nbs/05a_scoring.ipynb #a915281b
 def _is_regressor(pipeline) -> bool:
     from sklearn.base import is_regressor
     return is_regressor(pipeline)
+
+def _lowercase():
+    "Lowercase a list of texts as TextCleaner's pandas column does: pyarrow's `utf8_lower` when pandas keeps text in pyarrow (it differs from `str.lower` on `İ` or a final `Σ`), else `str.lower`."
+    if getattr(pd.Series(['A'], dtype=object).astype(str).dtype, 'storage', None) != 'pyarrow': return lambda docs: [d.lower() for d in docs]
+    import pyarrow as pa, pyarrow.compute as pc
+    return lambda docs: pc.utf8_lower(pa.array(docs, type=pa.string())).to_pylist()
+
+_TAG = re.compile(r'<[^>]+>')
+
+def _clean_texts(values: list, markers: set, stop_words: bool, lower) -> list:
+    "Text values as the Pipeline's marker step and `TextCleaner` leave them: trimmed, missing or a marker as '', HTML unescaped, tags removed, lowercase, optional stop words removed."
+    docs = ['' if v is None or isinstance(v, float) and math.isnan(v) else v.strip() if isinstance(v, str) else str(v) for v in values]
+    docs = lower([_TAG.sub(' ', html.unescape(d)) if d not in markers else '' for d in docs])
+    return [' '.join(w for w in d.split() if w not in ENGLISH_STOP_WORDS) for d in docs] if stop_words else docs
+
+def _tfidf_rows(vec):
+    "`texts -> CSR rows` as the fitted TfidfVectorizer `vec` makes them (its analyzer, vocabulary, idf and norm), without its per-call checks."
+    if vec.input != 'content' or np.dtype(vec.dtype) != np.float64 or vec.norm not in ('l1', 'l2', None):
+        raise MlnbError(f'serve: no fast path for a TF-IDF with input={vec.input!r}, dtype={vec.dtype}, norm={vec.norm!r}')
+    analyze, vocab, idf = vec.build_analyzer(), vec.vocabulary_, vec.idf_ if vec.use_idf else None
+    def rows(docs):
+        indptr, idx, val = [0], [], []
+        for d in docs:
+            n = {vocab[t]: k for t, k in Counter(analyze(d)).items() if t in vocab}
+            js = sorted(n); idx += js; val += [n[j] for j in js]; indptr.append(len(idx))
+        X = sp.csr_matrix((np.array(val, dtype=float), np.array(idx, dtype=np.int32), np.array(indptr, dtype=np.int32)), shape=(len(docs), len(vocab)))
+        if vec.binary: X.data[:] = 1.0
+        if vec.sublinear_tf: np.log(X.data, X.data); X.data += 1.0
+        if idf is not None: X.data *= idf[X.indices]
+        return normalize(X, norm=vec.norm, copy=False) if vec.norm else X
+    return rows
+
+def _text_block(tr, col, markers: set):
+    "`cols -> matrix` for a text block (TextCleaner, TF-IDF of words and/or characters, optional TextSvd): only the request's texts go through the fitted vocabulary."
+    steps = dict(getattr(tr, 'steps', []))
+    if list(steps) not in (['clean', 'tfidf'], ['clean', 'tfidf', 'svd']) or not isinstance(col, str) or type(steps['clean']).__name__ != 'TextCleaner':
+        raise MlnbError(f'serve: no fast path for the text block of {col!r} as configured')
+    vec, svd = steps['tfidf'], steps.get('svd')
+    if isinstance(vec, FeatureUnion) and vec.transformer_weights: raise MlnbError('serve: no fast path for weighted TF-IDF unions')
+    rows = [_tfidf_rows(v) for v in ([v for _, v in vec.transformer_list] if isinstance(vec, FeatureUnion) else [vec])]
+    stop, lower = steps['clean'].stop_words, _lowercase()
+    def block(cols):
+        docs = _clean_texts(cols[col], markers, stop, lower)
+        X = rows[0](docs) if len(rows) == 1 else sp.hstack([r(docs) for r in rows], format='csr')
+        return X if svd is None else X @ svd.components_.T   # TruncatedSVD.transform's product
+    return block
+
+def _num_reader(number: bool, markers: set):
+    "A raw value as a float: None as NaN, and for a column of numbers written as text (`1,234`, `$5.50`) trimmed, a marker as NaN, else `parse_number`."
+    if not number: return lambda v: np.nan if v is None else v
+    return lambda v: np.nan if v is None or isinstance(v, str) and v.strip() in markers else parse_number(v)
+
+def _num_block(tr, names: list, markers: set, numbers: set):
+    "`cols -> matrix` for numbers imputed and standard-scaled."
+    imp, last = tr.named_steps['impute'], tr.steps[-1][1]
+    if len(tr.steps) != 2 or imp.add_indicator or type(last).__name__ != 'StandardScaler' or not (last.with_mean and last.with_std):
+        raise MlnbError('serve: no fast path for numbers as configured (missing indicators or another scaler)')
+    fill, mean, scale, read = imp.statistics_.astype(float), last.mean_, last.scale_, [_num_reader(c in numbers, markers) for c in names]
+    def block(cols):
+        x = np.array([[r(v) for v in cols[c]] for c, r in zip(names, read)], dtype=float).T
+        return (np.where(np.isnan(x), fill, x) - mean) / scale
+    return block
+
+def _ordinal_block(tr, names: list, markers: set):
+    "`cols -> matrix` for hgb's native categories: one code per column, unknown, missing and markers as NaN."
+    if getattr(tr, '_infrequent_enabled', False): raise MlnbError('serve: no fast path for pooled rare levels')
+    index = [{c: float(j) for j, c in enumerate(cats) if not (isinstance(c, float) and math.isnan(c))} for cats in tr.categories_]
+    def block(cols):
+        out = np.empty((len(cols[names[0]]), len(names)))
+        for j, c in enumerate(names):
+            for i, v in enumerate(cols[c]):
+                v = v.strip() if isinstance(v, str) else v
+                out[i, j] = np.nan if v is None or v in markers else index[j].get(v, np.nan)
+        return out
+    return block
+
+def _onehot_block(tr, names: list, markers: set):
+    "`cols -> matrix` for one-hot categories, missing and markers imputed with the most frequent level, unknown levels all zeros."
+    imp, last = tr.named_steps['impute'], tr.steps[-1][1]
+    if len(tr.steps) != 2 or imp.add_indicator or any(x is not None for x in (getattr(last, 'infrequent_categories_', None) or [])):
+        raise MlnbError('serve: no fast path for categories as configured (missing indicators or pooled rare levels)')
+    fill, index, off = list(imp.statistics_), [], 0
+    for cats in last.categories_: index.append({c: off + j for j, c in enumerate(cats)}); off += len(cats)
+    def block(cols):
+        out = np.zeros((len(cols[names[0]]), off))
+        for j, c in enumerate(names):
+            for i, v in enumerate(cols[c]):
+                v = v.strip() if isinstance(v, str) else v
+                if v is None or v in markers or (isinstance(v, float) and math.isnan(v)): v = fill[j]
+                if (k := index[j].get(v)) is not None: out[i, k] = 1.0
+        return out
+    return block
+
+def _kinds(tr) -> list:
+    "The class names of a fitted block's steps (one for a bare transformer)."
+    return [type(s).__name__ for _, s in getattr(tr, 'steps', [(None, tr)])]
+
+_SLOW = {'DateParts': "dates: pandas' mixed-format parsing is not reproduced value by value", 'TargetEncoder': 'target-encoded categories'}
+
+def _block(name: str, tr, cols, markers: set, numbers: set):
+    "`cols -> matrix` for one fitted block of the ColumnTransformer, or MlnbError naming what has no fast path."
+    kind = _kinds(tr)
+    if why := [_SLOW[k] for k in kind if k in _SLOW]: raise MlnbError(f'serve: no fast path for the block {name!r} ({why[0]})')
+    if kind[:1] == ['TextCleaner']: return _text_block(tr, cols, markers)
+    if kind == ['SimpleImputer', 'StandardScaler']: return _num_block(tr, list(cols), markers, numbers)
+    if set(cols) & numbers: raise MlnbError(f'serve: no fast path for numbers written as text in the block {name!r}')
+    if kind == ['OrdinalEncoder']: return _ordinal_block(tr, list(cols), markers)
+    if kind == ['SimpleImputer', 'OneHotEncoder']: return _onehot_block(tr, list(cols), markers)
+    raise MlnbError(f"serve: no fast path for the block {name!r} ({' → '.join(kind)})")
+
+class LinearArrays:
+    "A fitted linear model's output as the product with its coefficients that the model computes: LogisticRegression's `predict_proba`, a linear regressor's `predict`."
+    def __init__(self, model):
+        from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+        from sklearn.svm import LinearSVR
+        if not isinstance(model, (LogisticRegression, LinearRegression, Ridge, LinearSVR)): raise MlnbError(f'no coefficient form for {type(model).__name__}')
+        self.coef, self.intercept = (model.coef_.T if model.coef_.ndim == 2 else model.coef_), model.intercept_
+    def decision(self, X) -> np.ndarray:
+        "`X @ coef + intercept`, one column per class (a single column as a vector)."
+        d = X @ self.coef + self.intercept
+        return d.ravel() if d.ndim == 2 and d.shape[1] == 1 else d
+    def predict(self, X) -> np.ndarray: return self.decision(X)
+    def predict_proba(self, X) -> np.ndarray:
+        "Logistic regression's probabilities: the logistic function of the decision for two classes, softmax for more."
+        d = self.decision(X)
+        if d.ndim == 1: p = expit(d); return np.stack([1 - p, p], axis=1)
+        return softmax(d, copy=False)
+
+def _model_path(model) -> tuple:
+    "`(trees, linear, note)`: how the fast path applies `model` to its input matrix."
+    try: return TreeArrays(model), None, 'trees as arrays for up to 16 records, the model for more'
+    except MlnbError: pass
+    try: return None, LinearArrays(model), "the model's coefficients times the input matrix (sparse for text)"
+    except MlnbError as e: return None, None, f'the model itself after the array preprocessing ({e})'
 
 class FastScorer:
     "The Pipeline's `predict_proba` (a classifier) or `predict` (a regressor) from columns of raw values, without building a DataFrame."
@@ -26,69 +169,31 @@ class FastScorer:
         if list(pipeline.named_steps) != ['markers', 'prep', 'model']:
             raise MlnbError(f"serve: no fast path for the steps {list(pipeline.named_steps)} (feature selection or reduction)")
         self.classes_ = None if self.regression else pipeline.classes_
-        self.markers = set(str(m).strip() for m in getattr(pipeline.named_steps.get('markers'), 'markers', []))
-        if getattr(pipeline.named_steps.get('markers'), 'numbers', None): raise MlnbError('serve: no fast path for numbers written as text (the Pipeline parses them)')
+        first = pipeline.named_steps['markers']
+        self.markers, numbers = set(str(m).strip() for m in getattr(first, 'markers', [])), set(getattr(first, 'numbers', None) or [])
         ct, self.model = pipeline.named_steps['prep'], pipeline.named_steps['model']
-        self.parts = []
-        for name, tr, cols in ct.transformers_:
-            if name == 'remainder' or tr == 'drop': continue
-            if name not in ('num', 'cat'): raise MlnbError(f'serve: no fast path for the block {name!r} (text, dates and target encoding are scored by the Pipeline)')
-            if type(tr).__name__ == 'OrdinalEncoder':  # hgb's native categories: one code per column, unknown and missing as NaN
-                if getattr(tr, '_infrequent_enabled', False):
-                    raise MlnbError('serve: no fast path for pooled rare levels')
-                self.parts.append(('ord', list(cols), [{c: float(j) for j, c in enumerate(cats) if not (isinstance(c, float) and math.isnan(c))}
-                                                        for cats in tr.categories_])); continue
-            imp, last = tr.named_steps['impute'], tr.steps[-1][1]
-            if len(tr.steps) != 2 or imp.add_indicator or type(last).__name__ not in ('StandardScaler', 'OneHotEncoder') \
-               or any(x is not None for x in (getattr(last, 'infrequent_categories_', None) or [])):
-                raise MlnbError(f'serve: no fast path for block {name!r} as configured (missing indicators, pooled rare levels or another scaler)')
-            if name == 'num': self.parts.append(('num', list(cols), imp.statistics_.astype(float), last.mean_, last.scale_))
-            elif name == 'cat':
-                index, off = [], 0
-                for cats in last.categories_: index.append({c: off + j for j, c in enumerate(cats)}); off += len(cats)
-                self.parts.append(('cat', list(cols), list(imp.statistics_), index, off))
-            else: raise MlnbError(f'serve: no fast path for the transformer {name!r}')
-        self.n_out = sum(p[4] if p[0] == 'cat' else len(p[1]) for p in self.parts)
-        try: self.trees, self.note = TreeArrays(self.model), 'trees as arrays for up to 16 records, the model for more'
-        except MlnbError as e: self.trees, self.note = None, f'the model itself after the array preprocessing ({e})'
+        used = [(name, tr, cols) for name, tr, cols in ct.transformers_ if not (isinstance(tr, str) and tr == 'drop') and len(cols)]
+        self.blocks = [_block(name, tr, cols, self.markers, numbers) for name, tr, cols in used]
+        self.texts = [cols for _, tr, cols in used if _kinds(tr)[:1] == ['TextCleaner']]  # text columns, for make_scorer's probes
+        self.sparse = bool(getattr(ct, 'sparse_output_', False))
+        self.trees, self.linear, self.note = _model_path(self.model)
 
-    def transform(self, cols: dict) -> np.ndarray:
-        "The model's input matrix for `cols` (feature -> list of raw values)."
-        n = len(next(iter(cols.values())))
-        out, at = np.zeros((n, self.n_out)), 0
-        for p in self.parts:
-            if p[0] == 'num':
-                _, names, fill, mean, scale = p
-                x = np.array([[np.nan if v is None else v for v in cols[c]] for c in names], dtype=float).T
-                x = np.where(np.isnan(x), fill, x)
-                out[:, at:at+len(names)] = (x - mean) / scale; at += len(names)
-            elif p[0] == 'ord':
-                _, names, index = p
-                for j, c in enumerate(names):
-                    for i, v in enumerate(cols[c]):
-                        v = v.strip() if isinstance(v, str) else v
-                        out[i, at + j] = np.nan if v is None or v in self.markers else index[j].get(v, np.nan)
-                at += len(names)
-            else:
-                _, names, fill, index, width = p
-                for j, c in enumerate(names):
-                    for i, v in enumerate(cols[c]):
-                        v = v.strip() if isinstance(v, str) else v
-                        if v is None or v in self.markers or (isinstance(v, float) and math.isnan(v)): v = fill[j]
-                        if (k := index[j].get(v)) is not None: out[i, at + k] = 1.0
-                at += width
-        return out
+    def transform(self, cols: dict):
+        "The model's input matrix for `cols` (feature -> list of raw values): an array, or CSR where the ColumnTransformer's output is sparse (text)."
+        Xs = [b(cols) for b in self.blocks]
+        if self.sparse: return sp.hstack(Xs, format='csr')
+        Xs = [X.toarray() if sp.issparse(X) else X for X in Xs]
+        return Xs[0] if len(Xs) == 1 else np.hstack(Xs)
 
     def path(self, n: int) -> str:
-        "Which path scores `n` records: `fast-trees` or `fast-model`."
-        return 'fast-trees' if self.trees and n <= self.small else 'fast-model'
+        "Which path scores `n` records: `fast-trees`, `fast-linear` or `fast-model`."
+        return 'fast-trees' if self.trees and n <= self.small else 'fast-linear' if self.linear else 'fast-model'
 
     def score(self, cols: dict) -> np.ndarray:
         "Predicted values (a regressor) or class probabilities in the order of `classes_` (a classifier) for `cols`."
         X = self.transform(cols)  # walking all trees at once wins for a few records; the model's own loop for many
-        trees = self.path(len(X)) == 'fast-trees'
-        if self.regression: return self.trees.predict(X) if trees else self.model.predict(X)
-        return self.trees.predict_proba(X) if trees else self.model.predict_proba(X)
+        f = {'fast-trees': self.trees, 'fast-linear': self.linear}.get(self.path(X.shape[0]), self.model)
+        return f.predict(X) if self.regression else f.predict_proba(X)
 
 
 class PipelineScorer:
@@ -101,8 +206,11 @@ class PipelineScorer:
         X = pd.DataFrame(cols)
         return self.pipeline.predict(X) if self.regression else self.pipeline.predict_proba(X)
 
+# texts that tell lowercasing, HTML and tag handling apart: checked with the reference sample for every text column
+TEXT_PROBES = ['İstanbul ΣΑΣ &amp; <b>Bold</b> café', '  padded\ttext  ', '', 'a <tag\nacross lines> b &lt;not a tag&gt;', 'ǅungla ﬁne ẞ Ⅻ 😀', None]
+
 def make_scorer(pipeline, reference: pd.DataFrame, atol: float = 1e-9):
-    "A `FastScorer` when it reproduces the Pipeline on `reference` within `atol` (relative, for values beyond ±1), else a `PipelineScorer` whose `note` says why."
+    "A `FastScorer` when it reproduces the Pipeline on `reference` (and `TEXT_PROBES` in its text columns) within `atol` (relative, for values beyond ±1), else a `PipelineScorer` whose `note` says why."
     want = pipeline.predict if _is_regressor(pipeline) else pipeline.predict_proba
     def gap(X):  # both paths of the fast scorer: a few records (trees as arrays) and many
         cols = {c: [None if (isinstance(v, float) and math.isnan(v)) else v for v in X[c].tolist()] for c in X.columns}
@@ -111,7 +219,8 @@ def make_scorer(pipeline, reference: pd.DataFrame, atol: float = 1e-9):
     X = reference[list(pipeline.feature_names_in_)]
     try:
         fast = FastScorer(pipeline)
-        if (g := max(gap(X.head(500)), gap(X.head(FastScorer.small)))) <= atol: return fast
+        probes = [X.head(len(TEXT_PROBES)).assign(**{c: TEXT_PROBES[:len(X)] for c in fast.texts})] if fast.texts else []
+        if (g := max(gap(Y) for Y in [X.head(500), X.head(FastScorer.small), *probes])) <= atol: return fast
         why = f'the fast path differs from the Pipeline by {g:.1e} on the reference sample'
     except (MlnbError, KeyError, AttributeError, ValueError, TypeError) as e: why = f'no fast path for this Pipeline ({type(e).__name__}: {e})'
     return PipelineScorer(pipeline, f'the Pipeline on a DataFrame: {why}')
