@@ -24,7 +24,10 @@ def id_name(name) -> bool:
     return bool(ID_NAME.search(name) or CAMEL_ID.search(name))
 
 # %% ../nbs/0d_roles.ipynb #d7b6c99f
-def _words(s: pd.Series) -> float: return float(s.str.split().str.len().mean())
+def _words(s: pd.Series) -> float:
+    "Mean words per value of the strings `s`, counted once per distinct value (a category of 48,000 rows has a handful)."
+    vc = s.value_counts()
+    return float((pd.Series(vc.index.astype(str)).str.split().str.len().to_numpy() * vc.to_numpy()).sum() / vc.sum()) if len(vc) else float('nan')
 
 def _dates(s: pd.Series) -> float:
     "Share of a sample of `s` that parses as dates or times."
