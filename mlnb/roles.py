@@ -114,13 +114,19 @@ def parse_number(v) -> float:
     x = float(re.sub(r'[(),$€£¥%\s]', '', t))
     return -x if neg else x
 
+def _all_numbers(v: pd.Series) -> bool:
+    "Is every value of `v` a string that reads as a number? Each distinct value is read once, and a column of words fails at its first."
+    try: u = pd.unique(v.to_numpy(dtype=object))
+    except TypeError: u = v.to_numpy(dtype=object)   # unhashable values (lists, dicts): not numbers anyway
+    return all(isinstance(x, str) and pd.notna(parse_number(x)) for x in u)
+
 def number_columns(df: pd.DataFrame, min_values: int = 1) -> list:
     "The text columns of `df` whose every value present is a number written as text (`parse_number`)."
     out = []
     for c in df.columns:
         if df[c].dtype.kind != 'O': continue   # object, or pandas' str
         v = df[c].dropna()
-        if len(v) >= min_values and v.map(lambda x: isinstance(x, str)).all() and v.map(parse_number).notna().all(): out.append(c)
+        if len(v) >= min_values and _all_numbers(v): out.append(c)
     return out
 
 def parse_numbers(df: pd.DataFrame, columns: list) -> pd.DataFrame:
