@@ -170,8 +170,10 @@ def check_stage(stage: Stage, shared: dict, src, root, elsewhere: dict | None = 
 def source_problems(stage: Stage, shared: dict, where: str) -> list:
     "For a stage reading a database or an API (`source: sql|http`): a missing spec, a secret written out, or the source failing to answer (tried now, in seconds)."
     kind = stage.params.get('source', shared.get('source', 'file')) if 'source' in stage.declared else 'file'
+    blocks = {k: s for k in ('sql', 'http') if isinstance(s := stage.params.get(k, shared.get(k)), dict) and s}
+    if not blocks and kind not in ('sql', 'http'): return []   # nothing to check, and the runner need not import the sources (pandas, httpx: 0.5 s)
     from mlnb.sources import check_source, literal_secrets
-    if bad := [m for k in ('sql', 'http') if isinstance(s := stage.params.get(k, shared.get(k)), dict) and s for m in literal_secrets(s, f"{where}: {k}")]:
+    if bad := [m for k, s in blocks.items() for m in literal_secrets(s, f"{where}: {k}")]:
         return bad  # a secret written out in a block the stage does not use still lands in params.yaml and run.json
     if kind not in ('sql', 'http'): return []
     spec = stage.params.get(kind, shared.get(kind)) or {}
