@@ -17,8 +17,9 @@ from .registry import LOWER_IS_BETTER
 # %% auto #0
 __all__ = ['GATE_METRIC', 'CI_METRICS', 'FAST_METRICS', 'positive_proba', 'classification_metrics', 'class_proba',
            'predicted_class', 'multiclass_metrics', 'per_class_table', 'regression_metrics', 'error_by_decile',
-           'model_output', 'task_metrics', 'evaluate_model', 'flat_arrays', 'vector_metrics', 'bootstrap',
-           'metric_intervals', 'fmt_ci', 'slice_labels', 'slice_table', 'calibration', 'paired_difference']
+           'model_output', 'task_metrics', 'evaluate_model', 'flat_arrays', 'weighted_metrics', 'vector_metrics',
+           'resample_counts', 'distinct_rows', 'bootstrap', 'metric_intervals', 'fmt_ci', 'slice_labels', 'slice_table',
+           'calibration', 'paired_difference']
 
 # %% ../nbs/50_evaluate.ipynb #eb14f275
 def positive_proba(model, X: pd.DataFrame, positive) -> np.ndarray:
@@ -132,78 +133,124 @@ def flat_arrays(y_true, out: np.ndarray, info: dict) -> tuple:
         return yc, proba.argmax(1), proba[np.arange(len(yc)), yc]
     return _numeric_target(y_true), np.asarray(out, dtype=float)
 
-def _counts(codes: np.ndarray, k: int, weights=None) -> np.ndarray:
-    "How often (or how much `weights`) each code 0..k-1 occurs in each row of the (B, n) array `codes`: (B, k)."
-    B = codes.shape[0]
-    return np.bincount((codes + k * np.arange(B)[:, None]).ravel(), None if weights is None else weights.ravel(), B * k).reshape(B, k)
+def _counts(codes: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
+    "How much of each row of the (B, n) `weights` falls on each code 0..k-1 of the rows' `codes` (n,): (B, k)."
+    return np.stack([np.bincount(codes, wb, k) for wb in weights])
 
 def _div(a, b):
     "a / b, NaN where b is 0."
     return np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
 
 def _binary(names, y, p, r, threshold):
-    yp = p >= threshold; P = y.sum(-1); N = y.shape[-1] - P; tp = (yp & (y == 1)).sum(-1); pp = yp.sum(-1); pc = np.clip(p, 1e-15, 1 - 1e-15)
-    if {'roc_auc', 'pr_auc'} & set(names):  # counts of positives and negatives per distinct score, lowest score first
-        k = int(r.max()) + 1; pos = _counts(r, k, y.astype(float)); neg = _counts(r, k) - pos
-    prec = lambda: np.nan_to_num(_div(np.cumsum(pos[:, ::-1], 1), np.cumsum(pos[:, ::-1] + neg[:, ::-1], 1)))  # at each score, from the highest down
-    f = dict(roc_auc=lambda: _div((pos * (np.cumsum(neg, 1) - 0.5 * neg)).sum(1), P * N), pr_auc=lambda: _div((pos[:, ::-1] * prec()).sum(1), P),
-             accuracy=lambda: (yp == (y == 1)).mean(-1), precision=lambda: np.where(pp > 0, _div(tp, pp), 0.), recall=lambda: _div(tp, P),
-             f1=lambda: np.where(pp + P > 0, _div(2 * tp, pp + P), 0.), log_loss=lambda: -(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean(-1),
-             brier=lambda: ((p - y) ** 2).mean(-1))
-    return [f[m]() for m in names]
+    "The binary metrics `names` of the rows `y`, `p` (`r`: the rank of `p`), as a function of the rows' weights (B, n)."
+    yp, pc, k = p >= threshold, np.clip(p, 1e-15, 1 - 1e-15), int(r.max()) + 1; code = r + k * y  # a negative's score rank, or a positive's plus k
+    F = np.stack([np.ones(len(y)), y, yp & (y == 1), yp, yp == (y == 1), y * np.log(pc) + (1 - y) * np.log(1 - pc), (p - y) ** 2], 1)
+    above = lambda c, a: c[:, -1:] - c + a  # the weight at or above each score, from the weight at or below it
+    def metrics(w):
+        W, P, tp, pp, right, ll, sq = (w @ F).T; N = W - P
+        if {'roc_auc', 'pr_auc'} & set(names):  # weight of negatives and positives per distinct score, lowest score first
+            neg, pos = np.split(_counts(code, 2 * k, w), 2, axis=1); cneg = np.cumsum(neg, 1)
+        def prec():  # at each score, the positives' share of the weight at or above it; 0 where there is none
+            cpos = np.cumsum(pos, 1); a = above(cpos + cneg, pos + neg)
+            return above(cpos, pos) / np.where(a > 0, a, 1)
+        f = dict(roc_auc=lambda: _div((pos * (cneg - 0.5 * neg)).sum(1), P * N), pr_auc=lambda: _div((pos * prec()).sum(1), P),
+                 accuracy=lambda: right / W, precision=lambda: np.where(pp > 0, _div(tp, pp), 0.), recall=lambda: _div(tp, P),
+                 f1=lambda: np.where(pp + P > 0, _div(2 * tp, pp + P), 0.), log_loss=lambda: -ll / W, brier=lambda: sq / W)
+        return [f[m]() for m in names]
+    return metrics
 
 def _multiclass(names, y, pred, p_true, k):
-    tp, true, pr = _counts(y, k, (pred == y).astype(float)), _counts(y, k), _counts(pred, k)
-    f1, seen = np.nan_to_num(_div(2 * tp, true + pr)), (true + pr) > 0  # sklearn averages over the classes present in y or the predictions
-    f = dict(accuracy=lambda: (pred == y).mean(-1), balanced_accuracy=lambda: np.nanmean(np.where(true > 0, _div(tp, true), np.nan), 1),
-             f1_macro=lambda: (f1 * seen).sum(1) / seen.sum(1), f1_weighted=lambda: _div((f1 * true).sum(1), true.sum(1)),
-             log_loss=lambda: -np.log(np.clip(p_true, 1e-15, 1)).mean(-1))
-    return [f[m]() for m in names]
+    "The multiclass metrics `names` of the rows' true and predicted class codes and probability of the true class, as a function of the rows' weights (B, n)."
+    code, F = y * k + pred, np.stack([np.ones(len(y)), -np.log(np.clip(p_true, 1e-15, 1))], 1)
+    def metrics(w):
+        (W, nll), conf = (w @ F).T, _counts(code, k * k, w).reshape(-1, k, k)  # the weighted confusion matrix: true class down, predicted across
+        tp, true, pr = np.diagonal(conf, axis1=1, axis2=2), conf.sum(2), conf.sum(1)
+        f1, seen = np.nan_to_num(_div(2 * tp, true + pr)), (true + pr) > 0  # sklearn averages over the classes present in y or the predictions
+        f = dict(accuracy=lambda: tp.sum(1) / W, balanced_accuracy=lambda: np.nanmean(np.where(true > 0, _div(tp, true), np.nan), 1),
+                 f1_macro=lambda: (f1 * seen).sum(1) / seen.sum(1), f1_weighted=lambda: _div((f1 * true).sum(1), true.sum(1)), log_loss=lambda: nll / W)
+        return [f[m]() for m in names]
+    return metrics
+
+def _weighted_median(w, xs):
+    "The median of the sorted values `xs` (n,), each counted as often as each row of `w` (B, n) says (whole counts), as `np.median` of the repeated values."
+    cw = np.cumsum(w, 1); W = cw[:, -1:]
+    nth = lambda q: xs[np.minimum((cw <= q).sum(1), len(xs) - 1)]  # the value at 0-based position q of the sorted repeated values
+    return (nth(np.floor((W - 1) / 2)) + nth(np.ceil((W - 1) / 2))) / 2
 
 def _regression(names, y, pred):
-    e = pred - y; sst = ((y - y.mean(-1, keepdims=True)) ** 2).sum(-1)
-    f = dict(r2=lambda: 1 - _div((e ** 2).sum(-1), sst), rmse=lambda: np.sqrt((e ** 2).mean(-1)), mae=lambda: np.abs(e).mean(-1),
-             median_ae=lambda: np.median(np.abs(e), -1), mape=lambda: (np.abs(e) / np.maximum(np.abs(y), np.finfo(float).eps)).mean(-1))
-    return [f[m]() for m in names]
+    "The regression metrics `names` of the rows' targets `y` and predictions `pred`, as a function of the rows' weights (B, n)."
+    e = pred - y; yc = y - y[np.abs(y - y.mean()).argmin()]  # about a value near the mean: sums of squares keep their precision
+    F = np.stack([np.ones(len(y)), e ** 2, np.abs(e), yc, yc ** 2, np.abs(e) / np.maximum(np.abs(y), np.finfo(float).eps)], 1)
+    order = np.argsort(np.abs(e), kind='stable') if 'median_ae' in names else None
+    def metrics(w):
+        W, se, ae, s1, s2, ape = (w @ F).T
+        f = dict(r2=lambda: 1 - _div(se, s2 - s1 ** 2 / W), rmse=lambda: np.sqrt(se / W), mae=lambda: ae / W,
+                 median_ae=lambda: _weighted_median(w[:, order], np.abs(e)[order]), mape=lambda: ape / W)
+        return [f[m]() for m in names]
+    return metrics
 
-def vector_metrics(info: dict, names: list, *arrays, threshold: float = 0.5) -> np.ndarray:
-    "Metrics `names` of the task `info` from `flat_arrays` shaped (..., n), every resample at once: shape (len(names), ...); NaN where one is undefined."
-    task = info['task']
+def weighted_metrics(info: dict, names: list, *arrays, threshold: float = 0.5):
+    "Metrics `names` of the task `info` from `flat_arrays` (n,), as a function of the rows' weights (B, n), such as how often each of B resamples drew each row, giving (len(names), B); NaN where one is undefined."
+    task = info['task']; a = [np.asarray(x) for x in arrays]
     if bad := [m for m in names if m not in FAST_METRICS[task]]: raise MlnbError(f"evaluate: no interval for {bad}; a {task} task has them for {FAST_METRICS[task]}")
-    shape = arrays[0].shape[:-1]; a = [np.asarray(x).reshape(-1, x.shape[-1]) for x in arrays]
-    with np.errstate(divide='ignore', invalid='ignore'), warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)  # the mean of no classes: NaN, as it should be
-        vals = (_binary(names, *a, threshold) if task == 'binary' else _multiclass(names, *a, len(info['classes'])) if task == 'multiclass'
-                else _regression(names, *a))
-    return np.stack([np.asarray(v, dtype=float) for v in vals]).reshape(len(names), *shape)
+    f = _binary(names, *a, threshold) if task == 'binary' else _multiclass(names, *a, len(info['classes'])) if task == 'multiclass' else _regression(names, *a)
+    def metrics(w):
+        with np.errstate(divide='ignore', invalid='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)  # the mean of no classes: NaN, as it should be
+            return np.stack([np.asarray(v, dtype=float) for v in f(np.asarray(w, dtype=float))])
+    return metrics
+
+def vector_metrics(info: dict, names: list, *arrays, threshold: float = 0.5, weights: np.ndarray | None = None) -> np.ndarray:
+    "Metrics `names` of the task `info` from `flat_arrays` (n,), each row counted `weights` (..., n) times (default once): shape (len(names), ...); NaN where one is undefined."
+    n, shape = len(arrays[0]), () if weights is None else np.shape(weights)[:-1]
+    w = np.ones((1, n)) if weights is None else np.reshape(weights, (-1, n))
+    return weighted_metrics(info, names, *arrays, threshold=threshold)(w).reshape(len(names), *shape)
 
 # %% ../nbs/50_evaluate.ipynb #fd302a4a
-def _interval(dist: np.ndarray, ci, confidence: float) -> tuple:
-    "scipy's percentile interval; for a statistic some resamples left undefined (NaN), the same percentiles of the resamples that define it."
-    lo, hi = np.array(ci.low, dtype=float, ndmin=1), np.array(ci.high, dtype=float, ndmin=1)
+def _interval(dist: np.ndarray, confidence: float) -> tuple:
+    "scipy's percentile interval of each row of `dist`; for a statistic some resamples left undefined (NaN), the same percentiles of the resamples that define it."
+    alpha = (1 - confidence) / 2
+    lo, hi = np.moveaxis(np.asarray(stats.quantile(dist, np.array([alpha, 1 - alpha]), axis=-1), dtype=float), -1, 0)  # as scipy.stats.bootstrap takes them
     if (bad := np.isnan(lo) | np.isnan(hi)).any():
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)  # every resample undefined: NaN
             lo[bad], hi[bad] = np.nanquantile(dist[bad], [(1 - confidence) / 2, (1 + confidence) / 2], axis=-1)
     return lo, hi
 
-def bootstrap(arrays: tuple, statistic, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, batch: int = 200) -> tuple:
-    "Percentile interval of the vector-valued `statistic(*arrays, axis=-1)` over paired resamples of the rows: `(low, high, undefined resamples)`, one of each per statistic."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', stats.DegenerateDataWarning)  # NaN resamples; handled by `_interval`
-        res = stats.bootstrap(arrays, statistic, paired=True, vectorized=True, n_resamples=n_resamples, batch=batch, method='percentile',
-                              confidence_level=confidence, rng=np.random.default_rng(seed))
-    dist = np.atleast_2d(res.bootstrap_distribution)
-    return *_interval(dist, res.confidence_interval, confidence), np.isnan(dist).sum(-1)
+def resample_counts(n: int, codes: np.ndarray | None = None, k: int | None = None, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21):
+    "Blocks of (resamples, `k`) counts (floats): how often each paired bootstrap resample of `n` rows drew a row of each code (`codes`; None: each row itself), resamples drawn as `scipy.stats.bootstrap` draws them with `rng=np.random.default_rng(seed)`."
+    rng, k = np.random.default_rng(seed), n if codes is None else k; B = max(1, min(n_resamples, cells // max(k, 1)))
+    draw = lambda: rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers
+    for start in range(0, n_resamples, B):
+        w = np.empty((min(B, n_resamples - start), k))
+        for i in range(len(w)): w[i] = np.bincount(draw() if codes is None else np.take(codes, draw()), minlength=k)
+        yield w
+
+def distinct_rows(arrays: tuple, task: str = '') -> tuple:
+    "`(codes, rows)`: the distinct rows of the flat `arrays` and which one each row is; `(None, arrays)` when most rows are distinct."
+    keys, n = [a for a in arrays if task != 'binary' or a.dtype.kind != 'f'], len(arrays[0])  # a binary score is decided by its rank
+    key, size = np.zeros(n, np.int64), 1
+    for a in keys:
+        r = a - a.min() if a.dtype.kind in 'iu' else np.unique(a, return_inverse=True)[1].reshape(-1); m = int(r.max()) + 1
+        if m > n // 2: return None, arrays
+        if size * m >= 2**62: key = np.unique(key, return_inverse=True)[1].reshape(-1); size = int(key.max()) + 1
+        key, size = key * m + r, size * m
+    first, codes = np.unique(key, return_index=True, return_inverse=True)[1:]
+    return (None, arrays) if len(first) > n // 2 else (codes.reshape(-1).astype(np.min_scalar_type(len(first) - 1)), tuple(a[first] for a in arrays))
+
+def bootstrap(arrays: tuple, statistic, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, task: str = '') -> tuple:
+    "Percentile interval of a vector-valued statistic over paired resamples of the rows of `arrays`, as `scipy.stats.bootstrap` gives it: `(low, high, undefined resamples)`; `statistic(*rows)` prepares the function of the distinct `rows`' counts (B, k) that measures B resamples."
+    codes, rows = distinct_rows(arrays, task); stat = statistic(*rows)
+    dist = np.concatenate([np.atleast_2d(stat(w)) for w in resample_counts(len(arrays[0]), codes, len(rows[0]), n_resamples, seed)], -1)
+    return *_interval(dist, confidence), np.isnan(dist).sum(-1)
 
 def metric_intervals(y_true, out: np.ndarray, info: dict, names: list | None = None, threshold: float = 0.5, n_resamples: int = 1000,
                      seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
     "Each metric of `names` (default: the task's headline ones) with its bootstrap interval, and how many resamples left it undefined."
     names = list(names or CI_METRICS[info['task']]); arrays = flat_arrays(y_true, out, info)
-    stat = lambda *a, axis=-1: vector_metrics(info, names, *a, threshold=threshold)
-    value = stat(*arrays)
+    value = vector_metrics(info, names, *arrays, threshold=threshold)
     if len(arrays[0]) < 2 or np.isnan(value).all(): lo, hi, undef = np.full(len(names), np.nan), np.full(len(names), np.nan), np.full(len(names), n_resamples)
-    else: lo, hi, undef = bootstrap(arrays, stat, n_resamples, seed, confidence)
+    else: lo, hi, undef = bootstrap(arrays, lambda *rows: weighted_metrics(info, names, *rows, threshold=threshold), n_resamples, seed, confidence, info['task'])
     return pd.DataFrame({'value': value, 'low': lo, 'high': hi, 'undefined': np.asarray(undef, dtype=int)}, index=pd.Index(names, name='metric'))
 
 def fmt_ci(value: float, low: float, high: float, digits: int = 3) -> str:
@@ -235,12 +282,12 @@ def slice_table(y_true, out: np.ndarray, info: dict, labels: pd.DataFrame, metri
                 min_rows: int = 100, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     "Per group of each column of `labels`: rows, `metric` (default: the task's gate metric) and its bootstrap interval, worst first; `worst` marks each column's worst group of `min_rows` rows or more."
     metric = metric or GATE_METRIC[info['task']]; arrays = flat_arrays(y_true, out, info); cols = ['column', 'slice', 'n', metric, 'low', 'high', 'worst']
-    stat = lambda *a, axis=-1: vector_metrics(info, [metric], *a, threshold=threshold)
+    stat = lambda *a: weighted_metrics(info, [metric], *a, threshold=threshold)
     def value_ci(idx):
         a = [x[idx] for x in arrays]
         if info['task'] == 'binary': a[2] = np.unique(a[1], return_inverse=True)[1].reshape(-1)  # ranks within the slice: fewer distinct scores to count
-        v = float(stat(*a)[0])
-        return (v, np.nan, np.nan) if len(idx) < 2 or np.isnan(v) else (v, *(float(x[0]) for x in bootstrap(tuple(a), stat, n_resamples, seed)[:2]))
+        v = float(vector_metrics(info, [metric], *a, threshold=threshold)[0])
+        return (v, np.nan, np.nan) if len(idx) < 2 or np.isnan(v) else (v, *(float(x[0]) for x in bootstrap(tuple(a), stat, n_resamples, seed, task=info['task'])[:2]))
     rows = []
     for col in labels:
         groups = pd.Series(labels[col].to_numpy()).groupby(labels[col].to_numpy(), sort=True).indices
@@ -268,8 +315,10 @@ def paired_difference(y_true, out_a: np.ndarray, out_b: np.ndarray, info: dict, 
     "`metric` of model `a` minus model `b` on the same rows, signed so that positive means `a` is better, with its paired bootstrap interval."
     fa, fb = flat_arrays(y_true, out_a, info), flat_arrays(y_true, out_b, info); k, sign = len(fa), -1 if metric in LOWER_IS_BETTER else 1
     both = lambda *a: (vector_metrics(info, [metric], *a[:k], threshold=threshold_a)[0], vector_metrics(info, [metric], a[0], *a[k:], threshold=threshold_b)[0])
-    stat = lambda *a, axis=-1: sign * np.subtract(*both(*a))[None]
+    def stat(*rows):  # both models' metric prepared once on the distinct rows; their difference per resample
+        ma, mb = weighted_metrics(info, [metric], *rows[:k], threshold=threshold_a), weighted_metrics(info, [metric], rows[0], *rows[k:], threshold=threshold_b)
+        return lambda w: sign * (ma(w) - mb(w))
     (va, vb), arrays = both(*fa, *fb[1:]), (*fa, *fb[1:])
-    lo, hi, undef = bootstrap(arrays, stat, n_resamples, seed, confidence) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
+    lo, hi, undef = bootstrap(arrays, stat, n_resamples, seed, confidence, info['task']) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
     return dict(metric=metric, a=float(va), b=float(vb), difference=float(sign * (va - vb)), low=float(lo[0]), high=float(hi[0]),
                 undefined=int(undef[0]), n=len(fa[0]), n_resamples=n_resamples, higher_is_better=sign == 1)
