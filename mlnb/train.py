@@ -44,7 +44,10 @@ class MissingMarkers(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object); self.n_features_in_ = X.shape[1]
         return self
-    def transform(self, X): return normalise_missing(X, list(self.markers), [c for c in getattr(self, 'numbers', ()) if c in X])   # a model saved before `numbers` has none
+    def transform(self, X):
+        X = normalise_missing(X, list(self.markers), [c for c in getattr(self, 'numbers', ()) if c in X])   # a model saved before `numbers` has none
+        bools = [c for c in X.columns if X[c].dtype == bool]   # true/false as categories: scikit-learn's imputers refuse the bool dtype
+        return X.astype(dict.fromkeys(bools, object)) if bools else X
     def get_feature_names_out(self, input_features=None): return self.feature_names_in_
 
 # %% ../nbs/40_train.ipynb #b046d30b
