@@ -217,31 +217,39 @@ def _interval(dist: np.ndarray, confidence: float) -> tuple:
             lo[bad], hi[bad] = np.nanquantile(dist[bad], [(1 - confidence) / 2, (1 + confidence) / 2], axis=-1)
     return lo, hi
 
-def resample_counts(n: int, codes: np.ndarray | None = None, k: int | None = None, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21):
-    "Blocks of (resamples, `k`) counts (floats): how often each paired bootstrap resample of `n` rows drew a row of each code (`codes`; None: each row itself), resamples drawn as `scipy.stats.bootstrap` draws them with `rng=np.random.default_rng(seed)`."
-    rng, k = np.random.default_rng(seed), n if codes is None else k; B = max(1, min(n_resamples, cells // max(k, 1)))
-    draw = lambda: rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers
+def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21):
+    "Blocks of counts, for each `(codes, k)` of `codes` a (B, k) array: how often each of B paired bootstrap resamples of `n` rows drew a row of each code (codes None: each row itself, k = n); the rows `scipy.stats.bootstrap` draws with `rng=np.random.default_rng(seed)`."
+    rng = np.random.default_rng(seed); B = max(1, min(n_resamples, cells // sum(k for _, k in codes)))
     for start in range(0, n_resamples, B):
-        w = np.empty((min(B, n_resamples - start), k))
-        for i in range(len(w)): w[i] = np.bincount(draw() if codes is None else np.take(codes, draw()), minlength=k)
-        yield w
+        ws = [np.empty((min(B, n_resamples - start), k)) for _, k in codes]
+        for i in range(len(ws[0])):
+            idx = rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers
+            for w, (c, k) in zip(ws, codes): w[i] = np.bincount(idx if c is None else np.take(c, idx), minlength=k)
+        yield ws
 
 def distinct_rows(arrays: tuple, task: str = '') -> tuple:
-    "`(codes, rows)`: the distinct rows of the flat `arrays` and which one each row is; `(None, arrays)` when most rows are distinct."
+    "`(codes, rows)`: the distinct rows of the flat `arrays`, sorted, and which one each row is; `(None, arrays)` when most rows are distinct, but for a binary task (its weights per score then add up in memory order)."
     keys, n = [a for a in arrays if task != 'binary' or a.dtype.kind != 'f'], len(arrays[0])  # a binary score is decided by its rank
-    key, size = np.zeros(n, np.int64), 1
+    key, size, own = np.zeros(n, np.int64), 1, task != 'binary'
     for a in keys:
         r = a - a.min() if a.dtype.kind in 'iu' else np.unique(a, return_inverse=True)[1].reshape(-1); m = int(r.max()) + 1
-        if m > n // 2: return None, arrays
+        if own and m > n // 2: return None, arrays
         if size * m >= 2**62: key = np.unique(key, return_inverse=True)[1].reshape(-1); size = int(key.max()) + 1
         key, size = key * m + r, size * m
     first, codes = np.unique(key, return_index=True, return_inverse=True)[1:]
-    return (None, arrays) if len(first) > n // 2 else (codes.reshape(-1).astype(np.min_scalar_type(len(first) - 1)), tuple(a[first] for a in arrays))
+    return (None, arrays) if own and len(first) > n // 2 else (codes.reshape(-1).astype(np.min_scalar_type(len(first) - 1)), tuple(a[first] for a in arrays))
 
-def bootstrap(arrays: tuple, statistic, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, task: str = '') -> tuple:
-    "Percentile interval of a vector-valued statistic over paired resamples of the rows of `arrays`, as `scipy.stats.bootstrap` gives it: `(low, high, undefined resamples)`; `statistic(*rows)` prepares the function of the distinct `rows`' counts (B, k) that measures B resamples."
-    codes, rows = distinct_rows(arrays, task); stat = statistic(*rows)
-    dist = np.concatenate([np.atleast_2d(stat(w)) for w in resample_counts(len(arrays[0]), codes, len(rows[0]), n_resamples, seed)], -1)
+def bootstrap(parts: list, statistic, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, task: str = '') -> tuple:
+    "Percentile interval of a vector-valued statistic over paired resamples of the rows, as `scipy.stats.bootstrap` gives it: `(low, high, undefined resamples)`. `parts`: tuples of flat arrays of the same rows; `statistic(*rows)` gets each part's distinct rows and returns the function of their counts (one (B, k) array per part) that measures B resamples."
+    n, ends = len(parts[0][0]), np.cumsum([0, *map(len, parts)])
+    codes, rows = distinct_rows(tuple(a for p in parts for a in p), task)
+    if len(parts) == 1 or (codes is not None and len(rows[0]) <= n // 8):  # one count of the rows serves every part
+        stat, counted = statistic(*(rows[i:j] for i, j in zip(ends, ends[1:]))), [(codes, len(rows[0]))]
+        measure = lambda ws: stat(*ws * len(parts))
+    else:  # the parts' rows together are mostly distinct: each part counted on its own rows, in its own order
+        each = [distinct_rows(p, task) for p in parts]
+        stat, counted, measure = statistic(*(r for _, r in each)), [(c, len(r[0])) for c, r in each], lambda ws: stat(*ws)
+    dist = np.concatenate([np.atleast_2d(measure(ws)) for ws in resample_counts(n, counted, n_resamples, seed)], -1)
     return *_interval(dist, confidence), np.isnan(dist).sum(-1)
 
 def metric_intervals(y_true, out: np.ndarray, info: dict, names: list | None = None, threshold: float = 0.5, n_resamples: int = 1000,
@@ -250,7 +258,7 @@ def metric_intervals(y_true, out: np.ndarray, info: dict, names: list | None = N
     names = list(names or CI_METRICS[info['task']]); arrays = flat_arrays(y_true, out, info)
     value = vector_metrics(info, names, *arrays, threshold=threshold)
     if len(arrays[0]) < 2 or np.isnan(value).all(): lo, hi, undef = np.full(len(names), np.nan), np.full(len(names), np.nan), np.full(len(names), n_resamples)
-    else: lo, hi, undef = bootstrap(arrays, lambda *rows: weighted_metrics(info, names, *rows, threshold=threshold), n_resamples, seed, confidence, info['task'])
+    else: lo, hi, undef = bootstrap([arrays], lambda rows: weighted_metrics(info, names, *rows, threshold=threshold), n_resamples, seed, confidence, info['task'])
     return pd.DataFrame({'value': value, 'low': lo, 'high': hi, 'undefined': np.asarray(undef, dtype=int)}, index=pd.Index(names, name='metric'))
 
 def fmt_ci(value: float, low: float, high: float, digits: int = 3) -> str:
@@ -282,12 +290,12 @@ def slice_table(y_true, out: np.ndarray, info: dict, labels: pd.DataFrame, metri
                 min_rows: int = 100, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     "Per group of each column of `labels`: rows, `metric` (default: the task's gate metric) and its bootstrap interval, worst first; `worst` marks each column's worst group of `min_rows` rows or more."
     metric = metric or GATE_METRIC[info['task']]; arrays = flat_arrays(y_true, out, info); cols = ['column', 'slice', 'n', metric, 'low', 'high', 'worst']
-    stat = lambda *a: weighted_metrics(info, [metric], *a, threshold=threshold)
+    stat = lambda rows: weighted_metrics(info, [metric], *rows, threshold=threshold)
     def value_ci(idx):
         a = [x[idx] for x in arrays]
         if info['task'] == 'binary': a[2] = np.unique(a[1], return_inverse=True)[1].reshape(-1)  # ranks within the slice: fewer distinct scores to count
         v = float(vector_metrics(info, [metric], *a, threshold=threshold)[0])
-        return (v, np.nan, np.nan) if len(idx) < 2 or np.isnan(v) else (v, *(float(x[0]) for x in bootstrap(tuple(a), stat, n_resamples, seed, task=info['task'])[:2]))
+        return (v, np.nan, np.nan) if len(idx) < 2 or np.isnan(v) else (v, *(float(x[0]) for x in bootstrap([tuple(a)], stat, n_resamples, seed, task=info['task'])[:2]))
     rows = []
     for col in labels:
         groups = pd.Series(labels[col].to_numpy()).groupby(labels[col].to_numpy(), sort=True).indices
@@ -315,10 +323,10 @@ def paired_difference(y_true, out_a: np.ndarray, out_b: np.ndarray, info: dict, 
     "`metric` of model `a` minus model `b` on the same rows, signed so that positive means `a` is better, with its paired bootstrap interval."
     fa, fb = flat_arrays(y_true, out_a, info), flat_arrays(y_true, out_b, info); k, sign = len(fa), -1 if metric in LOWER_IS_BETTER else 1
     both = lambda *a: (vector_metrics(info, [metric], *a[:k], threshold=threshold_a)[0], vector_metrics(info, [metric], a[0], *a[k:], threshold=threshold_b)[0])
-    def stat(*rows):  # both models' metric prepared once on the distinct rows; their difference per resample
-        ma, mb = weighted_metrics(info, [metric], *rows[:k], threshold=threshold_a), weighted_metrics(info, [metric], rows[0], *rows[k:], threshold=threshold_b)
-        return lambda w: sign * (ma(w) - mb(w))
-    (va, vb), arrays = both(*fa, *fb[1:]), (*fa, *fb[1:])
-    lo, hi, undef = bootstrap(arrays, stat, n_resamples, seed, confidence, info['task']) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
+    def stat(rows_a, rows_b):  # each model's metric prepared once on its distinct rows; their difference per resample
+        ma, mb = weighted_metrics(info, [metric], *rows_a, threshold=threshold_a), weighted_metrics(info, [metric], *rows_b, threshold=threshold_b)
+        return lambda wa, wb: sign * (ma(wa) - mb(wb))
+    va, vb = both(*fa, *fb[1:])
+    lo, hi, undef = bootstrap([fa, (fa[0], *fb[1:])], stat, n_resamples, seed, confidence, info['task']) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
     return dict(metric=metric, a=float(va), b=float(vb), difference=float(sign * (va - vb)), low=float(lo[0]), high=float(hi[0]),
                 undefined=int(undef[0]), n=len(fa[0]), n_resamples=n_resamples, higher_is_better=sign == 1)
