@@ -321,12 +321,11 @@ def calibration(y_true, out: np.ndarray, info: dict, bins: int = 10) -> tuple:
 def paired_difference(y_true, out_a: np.ndarray, out_b: np.ndarray, info: dict, metric: str, threshold_a: float = 0.5, threshold_b: float = 0.5,
                       n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
     "`metric` of model `a` minus model `b` on the same rows, signed so that positive means `a` is better, with its paired bootstrap interval."
-    fa, fb = flat_arrays(y_true, out_a, info), flat_arrays(y_true, out_b, info); k, sign = len(fa), -1 if metric in LOWER_IS_BETTER else 1
-    both = lambda *a: (vector_metrics(info, [metric], *a[:k], threshold=threshold_a)[0], vector_metrics(info, [metric], a[0], *a[k:], threshold=threshold_b)[0])
+    fa, fb = flat_arrays(y_true, out_a, info), flat_arrays(y_true, out_b, info); sign = -1 if metric in LOWER_IS_BETTER else 1
+    va, vb = (vector_metrics(info, [metric], *f, threshold=t)[0] for f, t in ((fa, threshold_a), (fb, threshold_b)))
     def stat(rows_a, rows_b):  # each model's metric prepared once on its distinct rows; their difference per resample
         ma, mb = weighted_metrics(info, [metric], *rows_a, threshold=threshold_a), weighted_metrics(info, [metric], *rows_b, threshold=threshold_b)
         return lambda wa, wb: sign * (ma(wa) - mb(wb))
-    va, vb = both(*fa, *fb[1:])
-    lo, hi, undef = bootstrap([fa, (fa[0], *fb[1:])], stat, n_resamples, seed, confidence, info['task']) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
+    lo, hi, undef = bootstrap([fa, fb], stat, n_resamples, seed, confidence, info['task']) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
     return dict(metric=metric, a=float(va), b=float(vb), difference=float(sign * (va - vb)), low=float(lo[0]), high=float(hi[0]),
                 undefined=int(undef[0]), n=len(fa[0]), n_resamples=n_resamples, higher_is_better=sign == 1)
