@@ -130,7 +130,7 @@ def _environment() -> dict:
 
 def environment() -> dict:
     "Python, platform and key package versions."
-    return json.loads(json.dumps(_environment()))   # a copy: callers may change it
+    e = _environment(); return {**e, 'packages': dict(e['packages'])}   # a copy: callers may change it
 
 
 # %% ../nbs/09a_keys.ipynb #83f5db72

@@ -25,7 +25,7 @@ __all__ = ['DATA_PARAMS', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stag
            'mirror_dir']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
-from .keys import RUNNER_PARAMS  # upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
+from .keys import RUNNER_PARAMS, is_check  # RUNNER_PARAMS: upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
 from .keys import KEY_PACKAGES, environment, parameter_names, stage_params  # what decides a stage's key (they lived here before)
 from .remote import mirror_dir  # the local mirror of a runs folder given as a URL (it lived here before)
 _all_ = ['KEY_PACKAGES', 'environment', 'parameter_names', 'stage_params', 'mirror_dir']
@@ -123,7 +123,7 @@ def upstream_reads(nb_path: Path) -> list:
     import ast
     trees = []
     for c in json.loads(Path(nb_path).read_text())['cells']:
-        if c['cell_type'] != 'code' or c['source'] and ''.join(c['source']).lstrip().startswith('#| check'): continue
+        if c['cell_type'] != 'code' or is_check(c): continue
         try: trees.append(ast.parse('\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!')))))
         except SyntaxError: pass
     made = lambda v: isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == 'Upstream'

@@ -85,8 +85,8 @@ def make_model(name: str, params: dict | None = None, seed: int = 0, task: str =
     kw = {**defaults, **(params or {})}
     if bad := set(kw) - set(cls().get_params()): raise MlnbError(f"train: {cls.__name__} has no parameter {', '.join(sorted(bad))} (model_params)")
     if 'random_state' in cls().get_params(): kw.setdefault('random_state', seed)
-    if class_weight and 'class_weight' in cls().get_params():  # a forest takes 'balanced' per bootstrap sample: scikit-learn 1.9's 'balanced'
-        kw.setdefault('class_weight', 'balanced_subsample' if class_weight == 'balanced' and name == 'random_forest' else class_weight)  # fails on labels such as '1', '2'
+    if class_weight == 'balanced' and name == 'random_forest': class_weight = 'balanced_subsample'  # scikit-learn 1.9's forests fail on 'balanced' with classes such as '1', '2'
+    if class_weight and 'class_weight' in cls().get_params(): kw.setdefault('class_weight', class_weight)
     m = cls(**kw)
     return CalibratedClassifierCV(m, cv=3) if name == 'linear_svm' and kind == 'classification' else m
 
