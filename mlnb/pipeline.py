@@ -14,6 +14,7 @@ from .core import MlnbError, project_root, sha256_file, write_text, is_artifact
 from .engine import Job, LocalExecutor
 from .core import read_scraps
 from .report import Renderer, write_report
+from .audit import audit_path, record
 
 
 # %% auto #0
@@ -352,6 +353,8 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
     save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))  # the manifest's one writer: this thread
     save()
+    audit = audit_path(runs_dir.resolve().parent)
+    record('run.start', audit, run_id=run_id, params_file=str(plan.path), commit=man['git'].get('commit'), dirty=man['git'].get('dirty'), stages=[s.name for s in stages])
     jobs_of = {s.name: Job(s.name, s.notebook, run_dir/outputs[s.name], resources=s.resources) for s in stages}
     ex, renderer, t_run, vers, digests = None, None, time.monotonic(), versions(), {}
     from mlnb.remote import remote_fs, put_files
@@ -440,6 +443,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         if man['status'] == 'running': man['status'] = 'ok'
         man.update(ended=now(), duration_s=round(time.monotonic() - t_run, 3))
         save()
+        record('run.end', audit, run_id=run_id, params_file=str(plan.path), status=man['status'], duration_s=man['duration_s'], failed_stage=man.get('failed_stage'))
         if renderer: renderer.close()
         if render: write_report(man, run_dir)
         push(['params.yaml', 'report.html', *(o.replace('.ipynb', '.html') for o in outputs.values()), 'run.json'])
