@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from .core import MlnbError, load_model, model_types, project_path, read_verified, refused_types, risky_params
+from .audit import audit_path, record
 
 # %% auto #0
 __all__ = ['ALIASES', 'LOWER_IS_BETTER', 'ModelVersion', 'Registry', 'gate', 'model_card']
@@ -89,8 +90,9 @@ def _sha(b: bytes) -> str: return hashlib.sha256(b).hexdigest()
 
 class Registry:
     "Versions, aliases and history of models under `root` (default `outputs/registry` in the project)."
-    def __init__(self, root: str | Path = 'outputs/registry'):
+    def __init__(self, root: str | Path = 'outputs/registry', audit: str | Path | None = None):
         self.root = project_path(root); self.root.mkdir(parents=True, exist_ok=True)
+        self.audit = Path(audit) if audit else audit_path(self.root.parent)  # the audit log: beside the registry, or $MLNB_AUDIT_LOG
         self.db = self.root/'registry.db'
         with closing(self._connect()) as c: c.executescript(_SQL); _migrate(c)
 
@@ -131,6 +133,7 @@ class Registry:
                     c.execute('rollback')
                     if placed: shutil.rmtree(placed, ignore_errors=True)
                     raise
+            record('model.register', self.audit, model=name, version=v, run_id=run_id, sha256=meta['sha256'], gate='passed' if (gate or {}).get('passed') else 'failed', registry=str(self.root))
             return v
         finally: shutil.rmtree(tmp, ignore_errors=True)
 
@@ -185,15 +188,17 @@ class Registry:
             r = c.execute('select version from aliases where name=? and alias=?', (name, alias)).fetchone()
         return r[0] if r else None
 
-    def promote(self, spec: str, alias: str = 'production', note: str = '') -> int:
-        "Point `alias` of the model at the version `spec` names; return that version."
+    def promote(self, spec: str, alias: str = 'production', note: str = '', reason: str = '') -> int:
+        "Point `alias` of the model at the version `spec` names (audited with `reason`); return that version."
         if alias not in ALIASES: raise MlnbError(f"registry: alias '{alias}' is not one of {ALIASES}")
         name, v = self.resolve(spec)
         with closing(self._connect()) as c:
             c.execute('begin immediate')
+            was = c.execute('select version from aliases where name=? and alias=?', (name, alias)).fetchone()
             c.execute('insert or replace into aliases values (?,?,?,?)', (name, alias, v, _now()))
-            c.execute('insert into events(name, time, action, alias, version, note) values (?,?,?,?,?,?)', (name, _now(), 'promote', alias, v, note))
+            c.execute('insert into events(name, time, action, alias, version, note) values (?,?,?,?,?,?)', (name, _now(), 'promote', alias, v, ' — '.join(filter(None, (note, reason)))))
             c.execute('commit')
+        record('model.promote', self.audit, model=name, alias=alias, version=v, previous=was[0] if was else None, reason=reason, note=note, registry=str(self.root))
         return v
 
     def history(self, name: str, alias: str = 'production') -> list:
@@ -205,15 +210,16 @@ class Registry:
                 elif stack: stack.pop()
         return stack
 
-    def rollback(self, name: str, alias: str = 'production', note: str = '') -> int:
-        "Point `alias` back at the version it pointed at before the current one; return it."
+    def rollback(self, name: str, alias: str = 'production', note: str = '', reason: str = '') -> int:
+        "Point `alias` back at the version it pointed at before the current one (audited with `reason`); return it."
         h = self.history(name, alias)
         if len(h) < 2: raise MlnbError(f"registry: model '{name}' has no earlier {alias} version to roll back to")
         with closing(self._connect()) as c:
             c.execute('begin immediate')
             c.execute('insert or replace into aliases values (?,?,?,?)', (name, alias, h[-2], _now()))
-            c.execute('insert into events(name, time, action, alias, version, note) values (?,?,?,?,?,?)', (name, _now(), 'rollback', alias, h[-2], note))
+            c.execute('insert into events(name, time, action, alias, version, note) values (?,?,?,?,?,?)', (name, _now(), 'rollback', alias, h[-2], ' — '.join(filter(None, (note, reason)))))
             c.execute('commit')
+        record('model.rollback', self.audit, model=name, alias=alias, version=h[-2], previous=h[-1], reason=reason, note=note, registry=str(self.root))
         return h[-2]
 
 # %% ../nbs/04_registry.ipynb #be8aa606
