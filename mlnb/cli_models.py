@@ -32,9 +32,9 @@ def cmd_models(a) -> int:
         print(f"gate: {'passed' if mv.meta['gate'].get('passed') else 'failed: ' + '; '.join(mv.meta['gate'].get('reasons', []))}")
         print(f"inputs: {', '.join(mv.meta['features'])}\nfiles: {mv.path}"); return 0
     if a.action == 'promote':
-        v = reg.promote(a.model, a.alias, note='mlnb models promote'); print(f"{reg.resolve(a.model)[0]}@{a.alias} -> v{v}"); return 0
+        v = reg.promote(a.model, a.alias, note='mlnb models promote', reason=a.reason); print(f"{reg.resolve(a.model)[0]}@{a.alias} -> v{v}"); return 0
     if a.action == 'rollback':
-        v = reg.rollback(a.model.partition('@')[0], a.alias, note='mlnb models rollback'); print(f"{a.model.partition('@')[0]}@{a.alias} rolled back to v{v}"); return 0
+        v = reg.rollback(a.model.partition('@')[0], a.alias, note='mlnb models rollback', reason=a.reason); print(f"{a.model.partition('@')[0]}@{a.alias} rolled back to v{v}"); return 0
 
 # %% ../nbs/03d_cli_models.ipynb #b454f915
 REGISTRY_HELP = 'registry folder (default: outputs/registry in the project)'
@@ -48,4 +48,5 @@ def add_parsers(sub):
     m = sub.add_parser('models', help='list, show, promote or roll back registered models'); m.set_defaults(func=cmd_models)
     m.add_argument('action', choices=['list', 'show', 'promote', 'rollback']); m.add_argument('model', nargs='?', help='NAME, NAME@alias or NAME@version')
     m.add_argument('--alias', default='production', choices=['production', 'staging'])
+    m.add_argument('--reason', default='', help='why (promote, rollback): kept in the audit log with your OS user')
     add_registry(m)
