@@ -103,38 +103,45 @@ def _shapley_weights(p: int) -> np.ndarray:
     "Weight of a coalition of k = 0..p-1 others in a p-player Shapley value."
     return np.array([factorial(k) * factorial(p - 1 - k) / factorial(p) for k in range(p)])
 
-def tree_shap(ta, X: np.ndarray, n_features: int) -> tuple:
+def _leaf_players(ta, L: np.ndarray, feat: np.ndarray) -> list:
+    "Per leaf of every tree: `(tree, value, {feature: (w, a)})`, w the share of training rows that went the leaf's way at that feature's nodes, a whether each row does."
+    out = []
+    for t, leaf, path in _leaves(ta):
+        fs = {}
+        for node, went_left in path:
+            child = ta.left[node] if went_left else ta.right[node]
+            w, a = fs.get(feat[node], (1.0, True))
+            fs[feat[node]] = (w * ta.count[child] / ta.count[node], a & (L[:, node] if went_left else ~L[:, node]))
+        out.append((t, float(ta.value[leaf]), fs))
+    return out
+
+def tree_shap(ta, X: np.ndarray, n_features: int, max_cells: int = 2**22) -> tuple:
     "Path-dependent TreeSHAP of a boosted `TreeArrays` (categorical splits too): `(values rows x features x outputs, base value per output)`."
     if ta.forest: raise MlnbError('explain: tree_shap handles gradient-boosted trees')
     L, feat, n, k = ta.go_left(X), ta.features_in(), len(X), len(ta.base)
-    values, base = np.zeros((n, n_features, k)), ta.base.astype(float).copy()
-    by_tree = {}
-    for t, leaf, path in _leaves(ta): by_tree.setdefault(t, []).append((leaf, path))
-    for t, leaves in by_tree.items():
-        out, rows = t % k, []
-        for leaf, path in leaves:                       # per feature on the path: the share of training rows that went this way (w)
-            fs = {}                                     # and whether each row goes this way at every node of that feature (a)
-            for node, went_left in path:
-                child = ta.left[node] if went_left else ta.right[node]
-                w, a = fs.get(feat[node], (1.0, True))
-                fs[feat[node]] = (w * ta.count[child] / ta.count[node], a & (L[:, node] if went_left else ~L[:, node]))
-            rows.append((float(ta.value[leaf]), fs))
-        P = max(len(fs) for _, fs in rows)
-        if P == 0: base[out] += sum(v for v, _ in rows); continue
-        V = np.array([v for v, _ in rows])              # pad every path to P players with null players (w = a = 1): the others' values stay
-        W, F, A = np.ones((len(rows), P)), np.full((len(rows), P), -1), np.ones((n, len(rows), P))
-        for i, (_, fs) in enumerate(rows):
-            for j, (f, (w, a)) in enumerate(fs.items()): W[i, j], F[i, j], A[:, i, j] = w, f, a
-        base[out] += float((V * W.prod(1)).sum())
-        coef = _shapley_weights(P)
-        for j in range(P):                              # coefficients of prod over the others of (w + a x): e_k, coalitions of k known
-            poly = np.zeros((n, len(rows), P)); poly[..., 0] = 1
+    values, base, groups = np.zeros((n, n_features * k)), ta.base.astype(float).copy(), {}
+    for t, v, fs in _leaf_players(ta, L, feat): groups.setdefault(len(fs), []).append((t % k, v, fs))
+    for P, leaves in groups.items():                    # the leaves of every tree with P players at once
+        O, V = np.array([o for o, _, _ in leaves]), np.array([v for _, v, _ in leaves])
+        if P == 0: np.add.at(base, O, V); continue
+        W, F = np.array([[w for w, _ in fs.values()] for *_, fs in leaves]), np.array([list(fs) for *_, fs in leaves])   # leaves x P
+        A = np.stack([np.stack([a for _, a in fs.values()], -1) for *_, fs in leaves], 1)                                  # rows x leaves x P
+        np.add.at(base, O, V * W.prod(1))
+        coef, step = _shapley_weights(P), max(1, max_cells // (len(leaves) * (P + 1)))
+        H = [sparse.csr_matrix((np.ones(len(leaves)), (F[:, j] * k + O, np.arange(len(leaves)))), shape=(n_features * k, len(leaves)))
+             for j in range(P)]                         # where each leaf's player j adds: its feature and output
+        for lo in range(0, n, step):
+            a_ = A[lo:lo + step].astype(float)
+            poly = np.zeros(a_.shape[:2] + (P + 1,)); poly[..., 0] = 1   # coefficients of the product over all players of (w + a x)
             for g in range(P):
-                if g == j: continue
-                nxt = poly * W[:, g][None, :, None]; nxt[..., 1:] += poly[..., :-1] * A[..., g:g + 1]; poly = nxt
-            phi = V * (A[..., j] - W[:, j]) * (poly @ coef)  # rows x leaves
-            for i in np.flatnonzero(F[:, j] >= 0): values[:, F[i, j], out] += phi[:, i]
-    return values, base
+                nxt = poly * W[:, g][None, :, None]; nxt[..., 1:] += poly[..., :-1] * a_[..., g:g + 1]; poly = nxt
+            for j in range(P):                          # the others' product: the whole divided by player j's (w + a x); e_k weighted by coef
+                w, a = W[:, j], a_[..., j]
+                q = poly[..., P]; s1 = coef[P - 1] * q  # by (w + x), from the top: q_{k-1} = p_k - w q_k
+                for d in range(P - 1, 0, -1): q = poly[..., d] - w * q; s1 = s1 + coef[d - 1] * q
+                phi = V * (a - w) * np.where(a > 0, s1, (poly[..., :P] @ coef) / w)   # by w alone where the row does not go this way
+                values[lo:lo + len(a_)] += (H[j] @ phi.T).T
+    return values.reshape(n, n_features, k), base
 
 # %% ../nbs/60_explain.ipynb #033cade7
 def _model_parts(pipe: Pipeline) -> tuple:
