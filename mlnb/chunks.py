@@ -100,7 +100,7 @@ def band(values, k: float = 3, side: str = 'upper') -> tuple[float, float]:
     m, s = v.mean(), v.std(ddof=1)
     return (m - k * s if side != 'upper' else np.nan, m + k * s if side != 'lower' else np.nan)
 
-# %% ../nbs/08b_chunks.ipynb #3e397cfd
+# %% ../nbs/08b_chunks.ipynb #c01cfb6a
 TIDY = ['chunk', 'reference', 'n', 'column', 'metric', 'value']
 
 def bands(frame: pd.DataFrame, k: float = 3, side=metric_side) -> pd.DataFrame:
@@ -113,7 +113,9 @@ def bands(frame: pd.DataFrame, k: float = 3, side=metric_side) -> pd.DataFrame:
 def judge(frame: pd.DataFrame, limits: pd.DataFrame) -> pd.DataFrame:
     "The tidy `frame` with each row's `lower` and `upper` from `limits` (from `bands`) and `alert` where its value is outside them."
     out = frame.drop(columns=['lower', 'upper', 'alert'], errors='ignore').merge(limits, on=['column', 'metric'], how='left')
-    return out.assign(alert=(out.value < out.lower) | (out.value > out.upper))
+    out = out.assign(alert=(out.value < out.lower) | (out.value > out.upper))
+    first = [c for c in TIDY if c in out] + ['lower', 'upper', 'alert']
+    return out[first + [c for c in out if c not in first]]
 
 # %% ../nbs/08b_chunks.ipynb #1bd0a59a
 def plot_chunks(frame: pd.DataFrame, what: str, title: str | None = None):

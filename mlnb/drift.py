@@ -13,11 +13,14 @@ from scipy.spatial.distance import jensenshannon
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['DRIFT_DEFAULTS', 'METHODS', 'TEXT_FIELDS', 'NOT_SCORES', 'RELATIVE', 'drift_settings', 'column_kind', 'column_kinds',
-           'text_vocabulary', 'text_vocabularies', 'word_stats', 'date_days', 'as_code', 'like_reference',
-           'category_counts', 'bin_shares', 'psi', 'ks_test', 'chi2_test', 'wasserstein_norm', 'js_distance',
-           'column_drift', 'text_drift', 'drift_table', 'dataset_drift', 'prediction_drift', 'performance_change',
-           'plot_column_drift']
+__all__ = ['DRIFT_DEFAULTS', 'METHODS', 'TEXT_FIELDS', 'NOT_SCORES', 'RELATIVE', 'CHUNK_METHODS', 'ALL', 'ALERT_ON',
+           'drift_settings', 'column_kind', 'column_kinds', 'text_vocabulary', 'text_vocabularies', 'word_stats',
+           'date_days', 'as_code', 'like_reference', 'category_counts', 'bin_shares', 'psi', 'ks_test', 'chi2_test',
+           'wasserstein_norm', 'js_distance', 'column_drift', 'text_drift', 'drift_table', 'dataset_drift',
+           'prediction_drift', 'performance_change', 'plot_column_drift', 'categories', 'numeric_view', 'drift_view',
+           'js_codes', 'chi2_codes', 'check_thresholds', 'chunk_statistic', 'importance_weights', 'edge_scale',
+           'reconstruction_model', 'reconstruction_error', 'domain_auc', 'calibrate_drift', 'chunk_drift',
+           'drift_alerts', 'drift_summary']
 
 # %% ../nbs/08_drift.ipynb #69d0b375
 DRIFT_DEFAULTS = dict(small_reference=1000, ks_p=0.05, chi2_p=0.05, wasserstein_threshold=0.1, js_threshold=0.1, psi_bins=10, oov_increase=0.1)
@@ -271,3 +274,184 @@ def plot_column_drift(ref_col: pd.Series, cur_col: pd.Series, kind: str, title: 
         ax.set(xlabel=str(name), ylabel='share of rows')
     ax.set_title(title or f'{name}: reference vs current'); ax.legend(); fig.tight_layout()
     return fig
+
+# %% ../nbs/08_drift.ipynb #0edff7a2
+from .chunks import bands, judge, reference_chunks
+
+def categories(col: pd.Series) -> pd.Index:
+    "The reference column's categories, the most frequent first (ties in order of appearance)."
+    return col.value_counts(sort=True).index
+
+def numeric_view(col: pd.Series, kind: str, words=None, cats: pd.Index | None = None) -> pd.Series:
+    "`col` as floats its distance compares: a category's position in `cats` (a value not there: `len(cats)`), days of a date, words per text (`words`: the model's splitter), numbers."
+    if kind == 'cat':
+        cats = categories(col) if cats is None else cats
+        codes = pd.Series(cats.get_indexer(like_reference(col, cats.dtype)), index=col.index, name=col.name).astype(float)
+        return codes.mask(codes < 0, len(cats)).mask(col.isna())
+    if kind == 'date': return date_days(col).set_axis(col.index)
+    if kind == 'text':
+        n = pd.Series(np.nan, index=col.index, name=col.name); n[col.notna()] = word_stats(col[col.notna()], words)[0]
+        return n
+    v = like_reference(col, np.dtype(float))
+    if v.dtype == object: raise MlnbError(f"drift: column '{col.name}' is numeric in the reference but this data holds non-numbers such as {v[v.map(lambda x: isinstance(x, str))].iloc[0]!r}")
+    return v.astype(float)
+
+def drift_view(df: pd.DataFrame, kinds: dict, words: dict | None = None, cats: dict | None = None) -> pd.DataFrame:
+    "The columns of `kinds` (`{column: kind}`) of `df` as `numeric_view` gives them (`cats`: each category column's reference categories); an error names the columns `df` lacks."
+    if missing := [c for c in kinds if c not in df.columns]: raise MlnbError(f'drift: the data lacks the column(s) {missing}; it has {list(df.columns)}')
+    return pd.DataFrame({c: numeric_view(df[c], k, (words or {}).get(c), (cats or {}).get(c)) for c, k in kinds.items()}, index=df.index)
+
+# %% ../nbs/08_drift.ipynb #c98ef123
+def _code_counts(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Counts of each category code in `r` and `c`, over the codes either holds."
+    n = int(max(r.max(initial=0), c.max(initial=0))) + 1
+    rc, cc = np.bincount(r.astype(int), minlength=n), np.bincount(c.astype(int), minlength=n)
+    keep = (rc + cc) > 0
+    return rc[keep], cc[keep]
+
+def js_codes(r: np.ndarray, c: np.ndarray) -> tuple[float, None]:
+    "Jensen–Shannon distance (natural log) between the category shares of the codes `r` and `c`."
+    rc, cc = _code_counts(r, c)
+    return float(jensenshannon(rc / rc.sum(), cc / cc.sum())), None
+
+def chi2_codes(r: np.ndarray, c: np.ndarray) -> tuple[float, float]:
+    "Pearson's chi-squared test of homogeneity of the codes `r` and `c`: statistic and p-value."
+    rc, cc = _code_counts(r, c)
+    if len(rc) < 2: return 0.0, 1.0
+    s = stats.chi2_contingency(np.vstack([rc, cc]), correction=False)
+    return float(s.statistic), float(s.pvalue)
+
+CHUNK_METHODS = {('band', 'num'): ('wasserstein', wasserstein_norm), ('band', 'cat'): ('jensenshannon', js_codes),
+                 ('pvalue', 'num'): ('ks', ks_test), ('pvalue', 'cat'): ('chi2', chi2_codes)}
+
+def check_thresholds(thresholds: str) -> str:
+    "`thresholds` if it is 'band' or 'pvalue', else an error saying what they mean."
+    if thresholds not in ('band', 'pvalue'): raise MlnbError(f"drift: thresholds '{thresholds}' is not 'band' (calibrated on the reference) or 'pvalue' (a test per column)")
+    return thresholds
+
+def chunk_statistic(ref: pd.Series, cur: pd.Series, kind: str, thresholds: str = 'band') -> tuple[str, float]:
+    "`(metric, value)` of the views `cur` against `ref`, missing values dropped: a distance (`'band'`) or a test's p-value (`'pvalue'`); `cur` without values is as far as can be."
+    check_thresholds(thresholds)
+    metric, fn = CHUNK_METHODS[thresholds, 'cat' if kind == 'cat' else 'num']
+    r, c = ref.dropna().to_numpy(float), cur.dropna().to_numpy(float)
+    if not len(c): return metric, 0.0 if thresholds == 'pvalue' else float('inf')
+    return metric, float(fn(r, c)[1 if thresholds == 'pvalue' else 0])
+
+# %% ../nbs/08_drift.ipynb #90dae272
+def importance_weights(importance: dict | None, columns: list) -> dict:
+    "`{column: weight}` over `columns` summing to 1: the `importance` shares (a column not named: 0), or equal without one."
+    if not importance: return {c: 1 / len(columns) for c in columns}
+    w = {c: max(float(importance.get(c, 0.0)), 0.0) for c in columns}
+    if (total := sum(w.values())) <= 0: raise MlnbError(f'drift: the importance {dict(importance)} gives no weight to any of the columns {columns}')
+    return {c: v / total for c, v in w.items()}
+
+def edge_scale(value, lower, upper, thresholds: str = 'band') -> np.ndarray:
+    "Drift as a multiple of its limit (1 = at the band's edge): the distance over the band's `upper` limit, or log p over log of the p-value limit `lower`."
+    value, lower, upper = (np.asarray(a, float) for a in (value, lower, upper))
+    if thresholds == 'pvalue': return np.log(np.clip(value, 1e-300, 1)) / np.log(lower)
+    with np.errstate(divide='ignore', invalid='ignore'): return np.where(upper > 0, value / upper, np.where(value > 0, np.inf, 0.0))
+
+# %% ../nbs/08_drift.ipynb #21bf8a35
+def _shares(codes: np.ndarray) -> tuple[np.ndarray, float]:
+    "Each category code's share of the reference `codes` (one more for new values: 0), and the missing share."
+    ok = ~np.isnan(codes)
+    return np.r_[np.bincount(codes[ok].astype(int)), 0.0] / len(codes), float((~ok).mean())
+
+def _encode(enc: dict, view: pd.DataFrame) -> np.ndarray:
+    "`view`'s columns as numbers by the reference's encoding `enc`: categories as their reference share, missing numbers as the reference median."
+    def one(v, e):
+        if e[0] == 'num': return np.where(np.isnan(v), e[1], v)
+        shares, missing = e[1]
+        return np.where(np.isnan(v), missing, shares[np.minimum(np.nan_to_num(v, nan=0).astype(int), len(shares) - 1)])
+    return np.column_stack([one(view[c].to_numpy(float), e) for c, e in enc.items()])
+
+def reconstruction_model(view: pd.DataFrame, kinds: dict, variance: float = 0.65) -> dict:
+    "The reference `view`'s encoding (numbers standardised, categories as their reference share) and a PCA keeping `variance` of it."
+    from sklearn.decomposition import PCA
+    enc = {c: ('cat', _shares(view[c].to_numpy(float))) if kinds[c] == 'cat' else ('num', float(view[c].median())) for c in view.columns}
+    X = _encode(enc, view); mu, sd = X.mean(0), X.std(0); sd[sd == 0] = 1
+    return dict(enc=enc, mu=mu, sd=sd, pca=PCA(variance, svd_solver='full').fit((X - mu) / sd))
+
+def reconstruction_error(model: dict, view: pd.DataFrame) -> float:
+    "Mean distance between the rows of `view`, encoded as the reference was, and their reconstruction from the reference's components."
+    Z = (_encode(model['enc'], view) - model['mu']) / model['sd']
+    return float(np.linalg.norm(Z - model['pca'].inverse_transform(model['pca'].transform(Z)), axis=1).mean())
+
+# %% ../nbs/08_drift.ipynb #bf1b58a4
+def domain_auc(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict, rows: int = 2000, folds: int = 3, seed: int = 0) -> float:
+    "Cross-validated ROC-AUC of a small gradient-boosting classifier telling `current`'s rows from `reference`'s (`drift_view`s, each subsampled to `rows`): 0.5, no change."
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    r, c = (d.sample(min(rows, len(d)), random_state=seed) for d in (reference, current))
+    X = pd.concat([r, c], ignore_index=True)[list(kinds)].astype(float)
+    X = X.assign(**{col: X[col].clip(upper=254) for col in kinds if kinds[col] == 'cat'})   # the classifier's most categories: 255
+    clf = HistGradientBoostingClassifier(max_iter=50, categorical_features=[kinds[col] == 'cat' for col in kinds], random_state=seed)
+    return float(cross_val_score(clf, X, np.r_[np.zeros(len(r)), np.ones(len(c))], cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring='roc_auc').mean())
+
+# %% ../nbs/08_drift.ipynb #adfb2c30
+ALL = '(all)'
+
+def _column_rows(cal: dict, key: str, is_ref: bool, view: pd.DataFrame, against: pd.DataFrame) -> list:
+    "The tidy rows of one chunk's `view` against the reference view `against`: a statistic per column, and the reconstruction error."
+    base = dict(chunk=key, reference=is_ref, n=len(view))
+    rows = [dict(base, column=c, metric=m, value=v) for c in cal['kinds'] for m, v in [chunk_statistic(against[c], view[c], cal['kinds'][c], cal['thresholds'])]]
+    return rows + ([dict(base, column=ALL, metric='reconstruction_error', value=reconstruction_error(cal['pca'], view[cal['columns']]))] if cal['pca'] else [])
+
+def _weighted(cal: dict, judged: pd.DataFrame) -> pd.DataFrame:
+    "Judged column rows with each input column's `importance` and `score`, and a `weighted_drift` row per chunk (not yet judged)."
+    w = judged.column.map(cal['weights'])
+    out = judged.assign(importance=w, score=w * edge_scale(judged.value, judged.lower, judged.upper, cal['thresholds']))
+    s = out[out.importance.notna()].groupby('chunk', sort=False).agg(reference=('reference', 'first'), n=('n', 'first'), value=('score', 'sum')).reset_index()
+    return pd.concat([out, s.assign(column=ALL, metric='weighted_drift')], ignore_index=True)
+
+def calibrate_drift(reference: pd.DataFrame, size: int, columns: list | None = None, target: str | None = None, kinds: dict | None = None,
+                    importance: dict | None = None, prediction: str | None = None, k: float = 3, thresholds: str = 'band', pvalue: float = 0.05,
+                    n_chunks: int = 30, seed: int = 0, vocabularies: dict | None = None, multivariate: bool = True) -> dict:
+    "What a batch's chunks of `size` rows are judged against: the reference's views, kinds, importance weights and PCA, and the bands of `n_chunks` reference chunks."
+    check_thresholds(thresholds)
+    columns = list(columns if columns is not None else [c for c in reference.columns if c != target and not str(c).startswith('_')])
+    prediction = prediction if prediction is not None else next((c for c in ('_proba', '_prediction') if c in reference.columns), None)
+    if not columns: raise MlnbError('drift: no input column to monitor')
+    if missing := [c for c in columns if c not in reference.columns]: raise MlnbError(f'drift: the reference lacks the column(s) {missing}; it has {list(reference.columns)}')
+    if empty := [c for c in columns + ([prediction] if prediction else []) if c in reference.columns and reference[c].isna().all()]:
+        raise MlnbError(f'drift: column(s) {empty} have no values in the reference; nothing to compare with')
+    kinds = {c: (kinds or {}).get(c) or column_kind(reference[c]) for c in [*columns, *([prediction] if prediction else [])]}
+    words = {c: v[0] for c, v in (vocabularies or {}).items()}
+    cats = {c: categories(reference[c]) for c, kind in kinds.items() if kind == 'cat'}
+    view = drift_view(reference, kinds, words, cats)
+    cal = dict(view=view, kinds=kinds, words=words, cats=cats, columns=columns, prediction=prediction, weights=importance_weights(importance, columns),
+               size=size, k=k, thresholds=thresholds, pvalue=pvalue, pca=reconstruction_model(view[columns], kinds) if multivariate else None)
+    rows = pd.DataFrame([r for key, chunk, rest in reference_chunks(view, size, n_chunks, seed) for r in _column_rows(cal, key, True, chunk, rest)])
+    limits = bands(rows, k)
+    if thresholds == 'pvalue': limits.loc[limits.column != ALL, ['lower', 'upper']] = [pvalue, np.nan]
+    frame = _weighted(cal, judge(rows, limits))
+    cal['limits'] = pd.concat([limits, bands(frame[frame.metric == 'weighted_drift'], k)], ignore_index=True)
+    cal['frame'] = judge(frame, cal['limits'])
+    return cal
+
+def chunk_drift(cal: dict, chunks: list) -> pd.DataFrame:
+    "The tidy drift frame of the batch's `(key, frame)` `chunks` judged against `cal` (from `calibrate_drift`), after the reference chunks' rows."
+    rows = pd.DataFrame([r for key, chunk in chunks for r in _column_rows(cal, key, False, drift_view(chunk, cal['kinds'], cal['words'], cal['cats']), cal['view'])])
+    return pd.concat([cal['frame'], judge(_weighted(cal, judge(rows, cal['limits'])), cal['limits'])], ignore_index=True)
+
+# %% ../nbs/08_drift.ipynb #95014495
+ALERT_ON = ('weighted_drift', 'reconstruction_error', '_proba', '_prediction')
+
+def drift_alerts(frame: pd.DataFrame, alert_on: tuple = ALERT_ON, top: int = 3) -> pd.DataFrame:
+    "Per batch chunk of a judged drift `frame`: `chunk, alert, alerts` (what of `alert_on` left its band), `weighted_drift`, `drivers` (by weighted score) and `drifted` (columns out of their band)."
+    out = []
+    for key, g in frame[~frame.reference.astype(bool)].groupby('chunk', sort=False):
+        hit = g[g.alert & (g.metric.isin(alert_on) | g.column.isin(alert_on))]
+        cols = g[g.score.notna()].sort_values('score', ascending=False, kind='stable')
+        drifted = list(cols.column[cols.alert])
+        w = g.value[g.metric == 'weighted_drift']
+        out.append(dict(chunk=key, alert=bool(len(hit)), alerts=[c if c in alert_on else m for c, m in zip(hit.column, hit.metric)],
+                        weighted_drift=float(w.iloc[0]) if len(w) else np.nan, drivers=(drifted or list(cols.column[:top])) if len(hit) else [], drifted=drifted))
+    return pd.DataFrame(out, columns=['chunk', 'alert', 'alerts', 'weighted_drift', 'drivers', 'drifted'])
+
+def drift_summary(frame: pd.DataFrame, alert_on: tuple = ALERT_ON) -> str:
+    "One line: how many chunks alerted, and for each what left its band and the columns that drove it with their weighted scores."
+    a, score = drift_alerts(frame, alert_on), frame.dropna(subset=['score']).set_index(['chunk', 'column']).score
+    if not a.alert.any(): return f"no drift alert in {len(a)} chunk(s): weighted drift at most {a.weighted_drift.max():.2f}"
+    what = lambda r: f"{r.chunk} ({', '.join(r.alerts)}; driven by {', '.join(f'{c} {score[r.chunk, c]:.2f}' for c in r.drivers)})"
+    return f"drift alert in {int(a.alert.sum())} of {len(a)} chunk(s): " + '; '.join(what(r) for r in a[a.alert].itertuples())
