@@ -83,6 +83,10 @@ class ModelVersion:
         return pd.read_parquet(io.BytesIO(_read(self.path, self.files, 'reference.parquet')))
     @property
     def card(self) -> str: return _read(self.path, self.files, 'card.md').decode()
+    @property
+    def importance(self) -> dict:
+        "`{input column: share}` of the model's importance as the explain stage measured it (mean |SHAP| shares); empty without one."
+        return dict(self.meta.get('importance') or {})
 
 # %% ../nbs/04_registry.ipynb #47d353b6
 def _dumps(o) -> bytes: return json.dumps(o, indent=1, default=str).encode()
@@ -101,7 +105,8 @@ class Registry:
         return c
 
     def register(self, name: str, pipeline, *, schema: dict, reference: pd.DataFrame, metrics: dict, run_id: str | None = None,
-                 params: dict | None = None, card: str = '', gate: dict | None = None, task: dict | None = None, threshold: float | None = None) -> int:
+                 params: dict | None = None, card: str = '', gate: dict | None = None, task: dict | None = None, threshold: float | None = None,
+                 importance: dict | None = None) -> int:
         "Store a new version of model `name` with its files' hashes, its types and (with a key) a signature; return its number."
         import skops.io as sio
         if not _NAME.fullmatch(name): raise MlnbError(f"registry: model name '{name}' must be letters, digits, '.', '_' or '-'")
@@ -119,7 +124,7 @@ class Registry:
                     v = (c.execute('select max(version) from versions where name=?', (name,)).fetchone()[0] or 0) + 1
                     meta = dict(name=name, version=v, created=_now(), run_id=run_id, sha256=_sha(model), params=params or {}, gate=gate or {},
                                 features=[str(f) for f in getattr(pipeline, 'feature_names_in_', reference.columns.drop(['_proba'], errors='ignore'))], classes=[str(x) for x in getattr(pipeline, 'classes_', [])],
-                                task=task, threshold=threshold)
+                                task=task, threshold=threshold, importance={str(k): float(v) for k, v in (importance or {}).items()})
                     data['meta.json'] = _dumps(meta); (tmp/'meta.json').write_bytes(data['meta.json'])
                     files = {fn: _sha(b) for fn, b in data.items()}
                     c.execute('insert into versions(name, version, created, run_id, sha256, metrics, gate_passed, gate_reasons, files, types, signature) '

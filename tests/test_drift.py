@@ -152,3 +152,82 @@ def test_text_column_by_length_and_vocabulary(reviews_pipe):
     longer = row(rest.sample(400, random_state=0).assign(**{'Review Text': lambda d: d['Review Text'] + ' ' + d['Review Text']}))
     assert longer.drift and longer.length_drift and not longer.oov_drift and longer.length_cur > 1.8 * longer.length_ref
     assert drift_table(ref, rest.sample(400, random_state=0)).set_index('column').loc['Review Text', 'kind'] == 'cat'   # without the model's kinds
+
+# --- chunks judged by bands calibrated on the reference, drift weighted by importance (issue 21) --------------------------
+
+POS = '>50K'
+
+@pytest.fixture(scope='module')
+def watched():
+    "A logistic model of 4,000 Adult rows, its SHAP shares per input column, 5,000 test rows as the reference (with `_proba`), 3,000 other test rows and the calibration for chunks of 1,000."
+    from mlnb.drift import calibrate_drift
+    from mlnb.evaluate import positive_proba
+    from mlnb.explain import explain_pipeline, global_importance, group_explanation, model_origins
+    from mlnb.prepare import normalise_missing
+    from mlnb.train import make_pipeline
+    d = normalise_missing(demo_data(12000, seed=3), ['?'])
+    train, ref, pool = d.iloc[:4000], d.iloc[4000:9000], d.iloc[9000:]
+    X = train.drop(columns=TARGET)
+    pipe = make_pipeline(X, 'logistic', seed=0).fit(X, train[TARGET])
+    e = group_explanation(explain_pipeline(pipe, X.iloc[:200], X.iloc[200:300], POS), model_origins(pipe, X.columns), X.iloc[:200])
+    imp = global_importance(e)
+    with_proba = lambda df: df.assign(_proba=positive_proba(pipe, df.drop(columns=TARGET), POS))
+    importance = dict(zip(imp.feature, imp.share))
+    return dict(importance=importance, ref=ref, pool=with_proba(pool), with_proba=with_proba,
+                cal=calibrate_drift(with_proba(ref), 1000, columns=list(X.columns), importance=importance))
+
+def test_age_shift_alerts_and_names_age(watched):
+    "The issue's case: age + 15 years is one column of fourteen, so the 50% rule stays quiet; the weighted, calibrated check alerts on it and names it."
+    from mlnb.chunks import chunk_batch
+    from mlnb.drift import chunk_drift, drift_alerts, drift_summary
+    batch = watched['pool'].sample(1000, random_state=0).assign(age=lambda d: d.age + 15)
+    assert dataset_drift(drift_table(watched['ref'], batch, target=TARGET))['drift_detected'] is False
+    frame = chunk_drift(watched['cal'], chunk_batch(batch))
+    a = drift_alerts(frame).iloc[0]
+    assert a.alert and 'weighted_drift' in a.alerts and a.drivers[0] == 'age', a
+    assert a.weighted_drift > 2 * frame.upper[frame.metric == 'weighted_drift'].iloc[0]
+    assert 'driven by age' in drift_summary(frame)
+    assert list(frame.columns[:9]) == ['chunk', 'reference', 'n', 'column', 'metric', 'value', 'lower', 'upper', 'alert']
+    assert frame.reference.sum() == len(watched['cal']['frame']) and set(frame.chunk[~frame.reference]) == {'rows 0–999'}
+
+def test_fresh_samples_of_the_test_rows_do_not_alert(watched):
+    "100 seeded samples of 1,000 test rows the reference does not hold: at most 5 alert (on the weighted drift, the reconstruction error or the prediction)."
+    from mlnb.drift import chunk_drift, drift_alerts
+    pool, cal = watched['pool'], watched['cal']
+    alerts = [drift_alerts(chunk_drift(cal, [('batch', pool.sample(1000, random_state=seed))])).alert.iloc[0] for seed in range(100)]
+    assert sum(alerts) <= 5, sum(alerts)
+    assert cal['frame'].groupby('metric').alert.mean().max() < 0.05     # the reference chunks stay in their own bands too
+
+def test_weighted_drift_follows_importance(watched):
+    "The same kind of shift weighs more in a column the model leans on: a shift in the least important column moves the weighted drift less."
+    from mlnb.drift import chunk_drift, drift_alerts
+    imp, cal = watched['importance'], watched['cal']
+    num = ['age', 'educational-num', 'hours-per-week', 'fnlwgt']
+    least = min(num, key=lambda c: imp[c])
+    assert imp['age'] > 3 * imp[least], imp
+    base = watched['pool'].sample(1000, random_state=1)
+    shift = lambda c: base.assign(**{c: base[c] + base[c].std()})       # one standard deviation up
+    w = {c: drift_alerts(chunk_drift(cal, [(c, shift(c))])).iloc[0] for c in ('age', least)}
+    assert w['age'].weighted_drift > 2 * w[least].weighted_drift, (w['age'].weighted_drift, w[least].weighted_drift)
+    both = drift_alerts(chunk_drift(cal, [('both', base.assign(age=base.age + base.age.std(), **{least: base[least] + base[least].std()}))])).iloc[0]
+    assert both.drifted[:2] == ['age', least] and both.drivers[0] == 'age'
+
+def test_pvalue_thresholds_are_an_option(watched):
+    from mlnb.drift import calibrate_drift, chunk_drift
+    ref = watched['with_proba'](watched['ref'])
+    cal = calibrate_drift(ref, 1000, target=TARGET, thresholds='pvalue', n_chunks=5, multivariate=False, columns=['age', 'workclass'])
+    frame = chunk_drift(cal, [('aged', watched['pool'].sample(1000, random_state=0).assign(age=lambda d: d.age + 15))])
+    rows = frame[~frame.reference].set_index('column')
+    assert rows.loc['age', 'metric'] == 'ks' and rows.loc['workclass', 'metric'] == 'chi2' and rows.loc['age', 'lower'] == 0.05
+    assert rows.loc['age', 'alert'] and rows.loc['age', 'value'] < 1e-10 and rows.loc['age', 'score'] > 1
+    with pytest.raises(MlnbError, match="thresholds 'fixed' is not 'band'"): calibrate_drift(ref, 1000, thresholds='fixed')
+    with pytest.raises(MlnbError, match=r"reference lacks the column\(s\) \['nope'\]"): calibrate_drift(ref, 1000, columns=['age', 'nope'])
+    with pytest.raises(MlnbError, match='too few for chunks of 3,000 rows'): calibrate_drift(ref, 3000, target=TARGET)
+
+def test_a_registered_version_carries_its_importance(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from mlnb.registry import Registry
+    X = pd.DataFrame({'age': [20., 30, 40, 50], 'hours': [10., 40, 40, 60]})
+    reg = Registry(tmp_path/'registry')
+    v = reg.register('m', LogisticRegression().fit(X, [0, 0, 1, 1]), schema={}, reference=X, metrics={}, importance={'age': 0.75, 'hours': 0.25})
+    assert reg.load(f'm@{v}').importance == {'age': 0.75, 'hours': 0.25}
