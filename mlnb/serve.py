@@ -4,19 +4,21 @@
 
 # %% ../nbs/05_serve.ipynb #62149d3f
 from __future__ import annotations
-import hmac, json, os, queue, signal, sys, threading
+import json, math, os, queue, signal, sys, threading
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from .core import MlnbError, project_path
+from .access import SCOPES, FailureLimit, KeyRing, plain_keys
+from .audit import audit_path, record
 
 # %% auto #0
-__all__ = ['MIN_KEY_CHARS', 'Served', 'ScoringPool', 'read_keys', 'key_ok', 'create_app', 'serve', 'predict_file', 'RequestError',
-           'NonFinite', 'LongInt', 'parse_body', 'RecordError', 'check_records', 'body_schema', 'Limits', 'FastScorer',
-           'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'decide', 'LOG_INPUTS', 'PredictionLog',
-           'log_files', 'read_prediction_log']
+__all__ = ['Served', 'ScoringPool', 'create_app', 'serve', 'predict_file', 'RequestError', 'NonFinite', 'LongInt', 'parse_body',
+           'RecordError', 'check_records', 'body_schema', 'Limits', 'FastScorer', 'PipelineScorer', 'make_scorer',
+           'known_categories', 'model_task', 'decide', 'LOG_INPUTS', 'PredictionLog', 'log_files',
+           'read_prediction_log', 'MIN_KEY_CHARS', 'read_keys', 'key_ok']
 
 # %% ../nbs/05_serve.ipynb #1667b0df
 # the names the CLI, the monitor, tests and benchmarks import from mlnb.serve, where they lived before the split
@@ -111,39 +113,24 @@ class ScoringPool:
             for (_, loop, fut), reply in zip(jobs, self._replies([body for body, *_ in jobs])): loop.call_soon_threadsafe(_settle, fut, reply)
 
 # %% ../nbs/05_serve.ipynb #75643b9e
-MIN_KEY_CHARS = 16
-
-def read_keys(env: str, path: str | None = None) -> list:
-    "API keys from the file at `path` (one per line, `#` comments) or the comma-separated environment variable `env`."
-    if path:
-        p, src = Path(path), f'key file {path}'
-        if not p.exists(): raise MlnbError(f'serve: key file {p} does not exist')
-        if (mode := p.stat().st_mode & 0o777) & 0o077:
-            print(f'mlnb serve: warning: key file {p} may be read by group or others (mode {mode:o}); run: chmod 600 {p}', file=sys.stderr, flush=True)
-        keys = [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.lstrip().startswith('#')]
-    else: src, keys = f'${env}', [k.strip() for k in os.environ.get(env, '').split(',') if k.strip()]
-    if short := [i for i, k in enumerate(keys, 1) if len(k) < MIN_KEY_CHARS]:
-        raise MlnbError(f'serve: key {short[0]} of {src} has {len(keys[short[0] - 1])} characters; keys need at least {MIN_KEY_CHARS} '
-                        '(make one with: python -c "import secrets; print(secrets.token_urlsafe(24))")')
-    return keys
-
-def key_ok(given: str, keys: list) -> bool:
-    "Is `given` one of `keys`? Compares with every key in constant time."
-    ok = False
-    for k in keys: ok |= hmac.compare_digest(given.encode(), k.encode())
-    return ok
+# the key helpers that lived here before mlnb.access
+from .access import MIN_KEY_CHARS, read_keys, key_ok
+_all_ = ['MIN_KEY_CHARS', 'read_keys', 'key_ok']
 
 # %% ../nbs/05_serve.ipynb #ad0197ac
 def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: list | None = None, auth: bool = True,
                log_path: str | Path | None = None, limits: Limits | None = None, strict_categories: bool = False,
+               keys: list | None = None, failures: FailureLimit | None = None, audit_log: str | Path | None = None,
                log_max_mb: float = 100, log_keep: int = 5, log_inputs: str = 'full'):
-    "The FastAPI app serving model `spec` from `registry`."
+    "The FastAPI app serving model `spec` from `registry` to the plain `api_keys` (score, read), `admin_keys` (all) and scoped `keys`."
     import anyio
     from contextlib import asynccontextmanager
     from fastapi.openapi.docs import get_swagger_ui_html
-    if auth and not (api_keys or admin_keys):
-        raise MlnbError('serve: no API keys: set MLNB_API_KEYS (and MLNB_ADMIN_KEYS) or pass key files, or run with --no-auth')
-    api_keys, admin_keys, limits = list(api_keys or []), list(admin_keys or []), limits or Limits()
+    ring = KeyRing(plain_keys(api_keys or [], ('score', 'read'), 'api') + plain_keys(admin_keys or [], SCOPES, 'admin') + list(keys or []))
+    if auth and not len(ring):
+        raise MlnbError('serve: no API keys: pass a keys file (--keys-file) or set MLNB_KEYS (or the older MLNB_API_KEYS and MLNB_ADMIN_KEYS), or run with --no-auth')
+    limits, failures = limits or Limits(), failures or FailureLimit()
+    audit = Path(audit_log) if audit_log else getattr(registry, 'audit', None) or audit_path()
     load = lambda: Served(registry, spec, strict_categories, limits.max_errors, limits.max_text_chars)
     state = dict(model=load(), reloads=0, lock=threading.Lock())
     log = PredictionLog(log_path or project_path('outputs/predictions')/f"{state['model'].mv.name}.jsonl", log_max_mb, log_keep, log_inputs)
@@ -154,20 +141,28 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         yield
         log.close()
     app = FastAPI(title='mlnb model server', version='1', docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.log = log
+    app.state.log, app.state.ring, app.state.audit = log, ring, audit
     def js(obj, status=200, headers=None): return Response(json.dumps(obj, default=str), status_code=status, media_type='application/json', headers=headers)
     def refuse(status, error): return js({'detail': [dict(record=None, field=None, error=error)], 'errors': 1}, status)
-    def denied(request, admin=False):
+    def denied(request, scope: str = 'read'):
+        "None when the request's key may `scope`; else 429 (too many unknown keys from its client), 401 (no key or an unknown one) or 403."
         if not auth: return None
-        k = request.headers.get('x-api-key')
-        if k is None: return js({'detail': 'missing X-API-Key header'}, 401)
-        if not key_ok(k, admin_keys if admin else api_keys + admin_keys): return js({'detail': 'invalid API key' + (' (admin key needed)' if admin else '')}, 403)
+        host = request.client.host if request.client else ''
+        if wait := failures.retry_after(host):
+            return js({'detail': f'too many unknown API keys from {host}: try again in {math.ceil(wait)} s'}, 429, {'Retry-After': str(math.ceil(wait))})
+        if (k := request.headers.get('x-api-key')) is None: return js({'detail': 'missing X-API-Key header'}, 401)
+        if (key := ring.find(k)) is None: failures.failed(host); return js({'detail': 'unknown API key'}, 401)
+        if scope not in key.scopes: return js({'detail': f"the key '{key.id}' may {' and '.join(sorted(key.scopes))}, not {scope}"}, 403)
 
-    def reload() -> dict:
-        "Load the version `spec` names now and swap it in; serving continues meanwhile, and a failure leaves the old model."
+    def reload(**who) -> dict:
+        "Load the version `spec` names now and swap it in; serving continues meanwhile, and a failure leaves the old model. Audited with `who`."
         with state['lock']:
-            new = load()
+            old = state['model'].mv
+            try: new = load()
+            except Exception as e:
+                record('serve.reload', audit, model=old.name, version=old.version, outcome='failed', error=f'{type(e).__name__}: {str(e)[:200]}', **who); raise
             state['model'] = new; state['reloads'] += 1
+        record('serve.reload', audit, model=new.mv.name, version=new.mv.version, previous=old.version, outcome='ok', **who)
         return dict(model=new.mv.name, version=new.mv.version, reloads=state['reloads'])
     app.state.reload, app.state.current = reload, lambda: state['model']
 
@@ -208,12 +203,12 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
 
     @app.get('/model')
     async def model(request: Request):
-        if (r := denied(request)): return r
+        if (r := denied(request, 'read')): return r
         return js(dict(state['model'].info, limits=vars(limits), reloads=state['reloads']))
 
     @app.post('/predict')
     async def predict(request: Request):
-        if (r := denied(request)): return r
+        if (r := denied(request, 'score')): return r
         too_big = f'the body is larger than {limits.max_body_mb:g} MB (the server\'s --max-body-mb); split the batch'
         if (n := request.headers.get('content-length')) and (not n.isdigit() or int(n) > max_bytes): return refuse(413, too_big)
         body, size = [], 0
@@ -224,8 +219,12 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
 
     @app.post('/reload')
     async def reload_route(request: Request):
-        if (r := denied(request, admin=True)): return r
-        try: return js(await anyio.to_thread.run_sync(reload))
+        key = ring.find(request.headers['x-api-key']) if auth and 'x-api-key' in request.headers else None
+        who = dict(key_id=key and key.id, client=request.client.host if request.client else None)   # ids, never keys
+        if (r := denied(request, 'admin')):
+            if r.status_code == 403: record('serve.reload', audit, model=state['model'].mv.name, outcome='refused: the key may not admin', **who)
+            return r
+        try: return js(await anyio.to_thread.run_sync(lambda: reload(**who)))
         except Exception as e: return js({'detail': f'reload failed, still serving v{state["model"].mv.version}: {e}'}, 409)
 
     def described() -> dict:
@@ -237,7 +236,8 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         for path, ops in s['paths'].items():
             for op in ops.values():
                 if path == '/health': op['security'] = []
-                else: op['responses'].update({'401': reply('no X-API-Key header'), '403': reply('a key that is not valid here')})
+                else: op['responses'].update({'401': reply('no X-API-Key header, or a key the server does not know'), '403': reply("a key without this route's scope"),
+                                              '429': reply('too many unknown keys from this client: try again after Retry-After seconds')})
         p = s['paths']['/predict']['post']
         p['requestBody'] = {'required': True, 'content': {'application/json': {'schema': body_schema(m.features, m.schema, m.nullable, limits.max_text_chars, limits.max_records)}}}
         p['responses']['200'] = reply('a prediction per record, in order, with a warning per category never seen in training',
@@ -250,11 +250,11 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
 
     @app.get('/openapi.json', include_in_schema=False)
     async def openapi(request: Request):
-        return denied(request) or js(described())
+        return denied(request, 'read') or js(described())
 
     @app.get('/docs', include_in_schema=False)
     async def docs(request: Request):  # the description is inlined: a browser fetching /openapi.json would have no key to send
-        if (r := denied(request)): return r
+        if (r := denied(request, 'read')): return r
         html, inline = get_swagger_ui_html(openapi_url='/openapi.json', title='mlnb model server').body.decode(), json.dumps(described()).replace('</', '<\\/')
         return Response(html.replace("url: '/openapi.json',", f'spec: {inline},'), media_type='text/html')
     return app
@@ -265,11 +265,12 @@ def serve(registry, spec: str, host: str = '127.0.0.1', port: int = 8000, max_co
     sys.setswitchinterval(0.001)  # a worker thread scoring a big batch hands the event loop the GIL within 1 ms, not 5
     app = create_app(registry, spec, **kw)
     def reload_or_keep():
-        try: r = app.state.reload(); print(f"mlnb serve: reloaded {r['model']} v{r['version']}", file=sys.stderr, flush=True)
+        try: r = app.state.reload(signal='SIGHUP'); print(f"mlnb serve: reloaded {r['model']} v{r['version']}", file=sys.stderr, flush=True)
         except Exception as e: print(f'mlnb serve: reload failed, still serving the old model: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload_or_keep, name='mlnb-reload', daemon=True).start())
-    m = app.state.current()
-    print(f'mlnb serve: {m.mv.name} v{m.mv.version} on http://{host}:{port} (auth {"on" if kw.get("auth", True) else "OFF"}); scoring: {m.scorer.note}', flush=True)
+    m, auth = app.state.current(), kw.get('auth', True)
+    record('serve.start', app.state.audit, model=m.mv.name, version=m.mv.version, spec=spec, host=host, port=port, auth=auth, keys=app.state.ring.listing() if auth else [], pid=os.getpid())
+    print(f'mlnb serve: {m.mv.name} v{m.mv.version} on http://{host}:{port} (auth {"on: " + str(len(app.state.ring)) + " keys" if auth else "OFF"}); scoring: {m.scorer.note}', flush=True)
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False, limit_concurrency=max_concurrency)
 
 # %% ../nbs/05_serve.ipynb #2479745f
