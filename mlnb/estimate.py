@@ -74,7 +74,7 @@ def expected_metric(metric: str, yp: np.ndarray, cal: np.ndarray, score: np.ndar
     num, den = tp, dict(f1=tp + (fp + fn) / 2, precision=tp + fp, recall=tp + fn)[metric]
     return float(num / den) if den else 0.0
 
-# %% ../nbs/08a_estimate.ipynb #804fc41e
+# %% ../nbs/08a_estimate.ipynb #a167d1fc
 def _auroc_part(yt: np.ndarray, score: np.ndarray) -> np.ndarray:
     if yt.mean() > 0.5: yt, score = 1 - yt, 1 - score
     o = np.argsort(score); yt = yt[o]
@@ -82,15 +82,15 @@ def _auroc_part(yt: np.ndarray, score: np.ndarray) -> np.ndarray:
     return (ranks - np.arange(len(ranks))) / (len(yt) - yt.sum())
 
 def error_parts(metric: str, yt: np.ndarray, yp: np.ndarray, score: np.ndarray, binary: bool = True) -> tuple:
-    "`(sd, share)` of one class on the reference: the spread of each counted row's part in `metric`, and the share of rows counted (NannyML's sampling-error components)."
+    "`(sd, share)` of one class on the reference: the spread of each counted row's part in `metric` (`roc_auc`, `f1`, `precision`, `recall`), and the share of rows counted (NannyML's sampling-error components)."
     yt, yp = np.asarray(yt, dtype=int), np.asarray(yp, dtype=int)
     if metric == 'roc_auc': return float(np.std(_auroc_part(yt, np.asarray(score, dtype=float)))), yt.mean()
-    if metric == 'accuracy': return float(np.std(yt == yp)), 1.0
     tp, fp, fn = np.sum(yt & yp), np.sum(yp & (1 - yt)), np.sum((1 - yp) & yt)
     if metric == 'precision': return float(np.std(np.r_[np.ones(tp), np.zeros(fp)])), yp.mean()
     if metric == 'recall': return float(np.std(np.r_[np.ones(tp), np.zeros(fn)])), yt.mean()
-    parts = np.r_[np.ones(tp), np.zeros(fn + fp)] * (len(np.r_[np.ones(tp), np.zeros(fn + fp)]) / ((fn + fp) / 2 + tp) if binary else 1)
-    return float(np.std(parts)), (tp + fp + fn) / len(yt)
+    parts = np.r_[np.ones(tp), np.zeros(fn + fp)]
+    if binary: parts = parts * len(parts) / (tp + (fn + fp) / 2)   # NannyML scales a binary F1's parts so, not a class's one-vs-rest parts
+    return float(np.std(parts)), len(parts) / len(yt)
 
 def sampling_error(parts: list, n: int, metric: str) -> float:
     "The standard error of `metric` on `n` rows from the reference's `parts` (one `(sd, share)` per class; one for a binary task)."
@@ -117,7 +117,7 @@ def fit_error_model(X: pd.DataFrame, target: np.ndarray, seed: int = 0):
     return HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=20, early_stopping=False,
                                          categorical_features='from_dtype', random_state=seed).fit(X, target)
 
-# %% ../nbs/08a_estimate.ipynb #7fabab5d
+# %% ../nbs/08a_estimate.ipynb #bf3f1d31
 def _classes(task: dict) -> list: return [str(c) for c in task['classes']] if task['task'] == 'multiclass' else [str(task['positive'])]
 
 def _scores(df: pd.DataFrame, task: dict) -> np.ndarray:
@@ -135,13 +135,15 @@ def fit_estimator(reference: pd.DataFrame, task: dict, metrics: list | None = No
         yt, yp = reference['y_true'].to_numpy(float), reference['y_pred'].to_numpy(float)
         X, cats = error_inputs(reference, [c for c in reference.columns if c not in OUTPUTS])
         e = yt - yp
-        return dict(task=task, metrics=metrics, cats=cats, models=dict(mae=fit_error_model(X, np.abs(e)), rmse=fit_error_model(X, e ** 2)),
-                    parts=dict(mae=[(float(np.std(np.abs(e))), 1.0)], rmse=[(float(np.std(e ** 2)), 4 * float(np.mean(e ** 2)))]))
+        loss = dict(mae=np.abs(e), rmse=e ** 2)   # RMSE's standard error is sd(e²) / sqrt(4 n mean(e²)): its share is 4 mean(e²)
+        return dict(task=task, metrics=metrics, cats=cats, models={m: fit_error_model(X, loss[m]) for m in metrics},
+                    parts=dict(mae=[(float(np.std(loss['mae'])), 1.0)], rmse=[(float(np.std(loss['rmse'])), 4 * float(np.mean(loss['rmse'])))]))
     classes, P = _classes(task), _scores(reference, task)
     Y, YP = _onehot(reference['y_true'], classes), _onehot(reference['y_pred'], classes)
-    if task['task'] == 'multiclass' and (absent := [c for c, k in zip(classes, Y.sum(0)) if not k]): raise MlnbError(f'estimate: the reference has no rows labelled {absent}; CBPE calibrates every class on it')
-    parts = {m: ([error_parts(m, Y[:, k], YP[:, k], P[:, k], task['task'] == 'binary') for k in range(len(classes))] if m != 'accuracy'
-                 else [error_parts(m, (reference['y_true'].astype(str) == reference['y_pred'].astype(str)), np.ones(len(P)), None)]) for m in metrics}
+    if absent := [c for c, k in zip(classes, Y.sum(0)) if k in (0, len(Y))]:
+        raise MlnbError(f"estimate: the reference's labels (y_true) {'never hold' if task['task'] == 'multiclass' else 'are all or none of'} {absent}; CBPE calibrates each class on both its rows and the others")
+    correct = (reference['y_true'].astype(str) == reference['y_pred'].astype(str)).to_numpy()
+    parts = {m: [(float(np.std(correct)), 1.0)] if m == 'accuracy' else [error_parts(m, Y[:, k], YP[:, k], P[:, k], task['task'] == 'binary') for k in range(len(classes))] for m in metrics}
     return dict(task=task, metrics=metrics, classes=classes, calibrators=[fit_calibrator(Y[:, k], P[:, k]) for k in range(len(classes))], parts=parts)
 
 # %% ../nbs/08a_estimate.ipynb #daa8d117
@@ -170,14 +172,15 @@ def realized_metric(metric: str, df: pd.DataFrame, task: dict) -> float:
     kw = dict(zero_division=0) | (dict(average='macro', labels=classes) if task['task'] == 'multiclass' else {})
     return float(getattr(skm, f'{metric}_score')(yt, yp, **kw))
 
-# %% ../nbs/08a_estimate.ipynb #acf77b54
+# %% ../nbs/08a_estimate.ipynb #b3b88c6d
 def chunk_estimates(est: dict, df: pd.DataFrame, name: str = 'chunk') -> dict:
     "`{metric: (estimated, standard error, realized)}` for the chunk `df` (its realized value NaN without labels)."
     task = est['task']; checked_frame(df, task, name)
     if task['task'] == 'regression':
+        if missing := [c for c in est['cats'] if c not in df.columns]: raise MlnbError(f"estimate: {name} lacks the model input(s) {missing} that DLE's error model reads")
         X, _ = error_inputs(df, list(est['cats']), est['cats'])
         pred = {m: np.maximum(0, mdl.predict(X)).mean() for m, mdl in est['models'].items()}
-        value = dict(mae=pred['mae'], rmse=np.sqrt(pred['rmse']))
+        value = {m: np.sqrt(v) if m == 'rmse' else v for m, v in pred.items()}
     else:
         P = _scores(df, task); C, YP = calibrated(est, P), _onehot(df['y_pred'], est['classes']).astype(bool)
         per_class = lambda m: float(np.mean([expected_metric(m, YP[:, k], C[:, k], P[:, k]) for k in range(len(est['classes']))]))

@@ -95,6 +95,11 @@ def test_bad_input_is_a_clear_error():
         estimate_performance(ref, [('c', chunk)], BINARY, metrics=['mae'])
     with pytest.raises(MlnbError, match="the reference has missing values in \\['y_true'\\]"):
         estimate_performance(ref.assign(y_true=ref.y_true.where(ref.index > 0)), [('c', chunk)], BINARY)
+    with pytest.raises(MlnbError, match=r"the reference's labels \(y_true\) are all or none of \['yes'\]"):
+        estimate_performance(ref.assign(y_true='no'), [('c', chunk)], BINARY)
+    reg = regression_frame(300, 1.0, rng)
+    with pytest.raises(MlnbError, match=r"batch 2 lacks the model input\(s\) \['kind'\]"):
+        estimate_performance(reg, [('batch 2', reg.drop(columns=['kind', 'y_true']))], dict(task='regression', target='y'))
 
 def test_from_a_fitted_pipeline_to_the_plot():
     import matplotlib; matplotlib.use('agg')
