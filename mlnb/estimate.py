@@ -225,15 +225,17 @@ def estimate_performance(reference: pd.DataFrame, chunks: list, task: dict, metr
                                  alert_lower=lo, alert_upper=hi, alert=bool(v < lo or v > hi), realized=real))
     return pd.DataFrame(rows, columns=COLUMNS)
 
-# %% ../nbs/08a_estimate.ipynb #8a60dfd9
+# %% ../nbs/08a_estimate.ipynb #2cb7bb84
 def model_outputs(pipeline, X: pd.DataFrame, task: dict) -> pd.DataFrame:
-    "The frame `estimate_performance` reads for the batch `X`: `y_pred`, the probabilities (classifiers) or the model inputs (regressors), and `y_true` from the target column when `X` holds it."
+    "The frame `estimate_performance` reads for the batch `X`: `y_pred`, the probabilities (classifiers) or the model's input columns (regressors), and `y_true` from the target column when `X` holds it."
     from mlnb.evaluate import model_output
     from mlnb.scoring import decide
     output_columns(task)
     target = task.get('target')
     y = X[target] if target in X.columns else None
-    X = X.drop(columns=[target]) if y is not None else X
+    inputs = list(getattr(pipeline, 'feature_names_in_', [c for c in X.columns if c != target]))
+    if missing := [c for c in inputs if c not in X.columns]: raise MlnbError(f'estimate: the batch lacks the model inputs {missing}')
+    X = X[inputs]
     out = model_output(pipeline, X, task)
     if task['task'] == 'regression': df = X.assign(y_pred=out)
     elif task['task'] == 'binary':
