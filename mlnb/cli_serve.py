@@ -21,7 +21,7 @@ def cmd_serve(a) -> int:
           api_keys=read_keys('MLNB_API_KEYS', a.api_keys_file), admin_keys=read_keys('MLNB_ADMIN_KEYS', a.admin_keys_file),
           keys=read_key_file(a.keys_file) if a.keys_file else env_keys('MLNB_KEYS'),
           limits=Limits(a.max_body_mb, a.max_records, a.max_errors, a.threads, a.max_text_chars), strict_categories=a.strict_categories,
-          log_path=a.log, log_max_mb=a.log_max_mb, log_keep=a.log_keep, log_inputs=a.log_inputs)
+          log_path=a.log, log_max_mb=a.log_max_mb, log_keep=a.log_keep, log_inputs=a.log_inputs, id_field=a.id_field)
     return 0
 
 def cmd_key(a) -> int:
@@ -58,6 +58,8 @@ def add_parsers(sub):
     s.add_argument('--log-keep', type=int, default=5, help='rotated prediction logs kept, NAME.jsonl.1 the newest (default 5)')
     s.add_argument('--log-inputs', choices=['full', 'hashed', 'none'], default='full',
                    help='inputs in the prediction log: as sent, HMAC-hashed with $MLNB_LOG_KEY, or left out (default full; monitor needs full)')
+    s.add_argument('--id-field', help="a record's own id, e.g. the table's key column (not a model input): returned and logged with its prediction, "
+                   'for joining labels later; a record without one gets <X-Request-ID or a new uuid>-<index>')
     s.add_argument('--max-body-mb', type=float, default=10, help='largest request body; bigger gets 413 (default 10)')
     s.add_argument('--max-records', type=int, default=10_000, help='most records in one request; more gets 413 (default 10000)')
     s.add_argument('--max-errors', type=int, default=20, help='errors listed in one 422 reply; all are counted (default 20)')

@@ -22,7 +22,7 @@ __all__ = ['Served', 'ScoringPool', 'create_app', 'serve', 'predict_file', 'Requ
 
 # %% ../nbs/05_serve.ipynb #1667b0df
 # the names the CLI, the monitor, tests and benchmarks import from mlnb.serve, where they lived before the split
-from .requests import RequestError, NonFinite, LongInt, parse_body, RecordError, check_records, body_schema, Limits, _short
+from .requests import RequestError, NonFinite, LongInt, parse_body, RecordError, check_records, body_schema, Limits, _short, request_id, record_ids
 from .scoring import FastScorer, PipelineScorer, make_scorer, known_categories, model_task, decide
 from .predlog import LOG_INPUTS, PredictionLog, log_files, read_prediction_log
 _all_ = ['RequestError', 'NonFinite', 'LongInt', 'parse_body', 'RecordError', 'check_records', 'body_schema', 'Limits',
@@ -60,9 +60,10 @@ class Served:
                                for i, f, v in unseen[:self.max_errors]], len(unseen))
         return cols, unseen
 
-    def respond(self, out: np.ndarray, unseen: list = ()) -> dict:
-        "The reply for scored records: model, version, predictions (numbers; or classes with every class's probability) and warnings."
+    def respond(self, out: np.ndarray, unseen: list = (), rid: str | None = None, ids: list | None = None) -> dict:
+        "The reply for scored records: model, version, the request's and each record's id (when given), predictions (numbers; or classes with every class's probability) and warnings."
         r = dict(model=self.mv.name, version=self.mv.version)
+        if ids is not None: r.update(request_id=rid, ids=ids)
         if self.regression: r['predictions'] = [float(v) for v in out]
         else: r.update(predictions=decide(out, self.classes, self.task), probabilities=[dict(zip(self.labels, map(float, row))) for row in out])
         r['warnings'] = [dict(record=i, field=f, warning=f'{_short(v)} was never seen in training: scored as none of the known categories')
@@ -80,12 +81,12 @@ def _settle(fut, reply):
 
 class ScoringPool:
     "Worker threads running `work(bodies) -> replies` off the event loop; small bodies queued together go in one call."
-    def __init__(self, work, threads: int = 2, small_bytes: int = 1 << 16, most: int = 32):
-        self.work, self.small, self.most, self.q = work, small_bytes, most, queue.SimpleQueue()
+    def __init__(self, work, threads: int = 2, small_bytes: int = 1 << 16, most: int = 32, size=len):
+        self.work, self.small, self.most, self.size, self.q = work, small_bytes, most, size, queue.SimpleQueue()
         for i in range(threads): threading.Thread(target=self._run, name=f'mlnb-score-{i}', daemon=True).start()
 
-    async def submit(self, body: bytes):
-        "The reply for `body`, made by a worker thread."
+    async def submit(self, body):
+        "The reply for `body` (what `work` takes, measured by `size`), made by a worker thread."
         import asyncio
         loop = asyncio.get_running_loop(); fut = loop.create_future()
         self.q.put((body, loop, fut))
@@ -94,7 +95,7 @@ class ScoringPool:
     def _take(self) -> list:
         "The next job and, when it is small, the jobs queued behind it (up to `most`, stopping after a big one)."
         jobs = [self.q.get()]
-        while len(jobs[-1][0]) <= self.small and len(jobs) < self.most:
+        while self.size(jobs[-1][0]) <= self.small and len(jobs) < self.most:
             try: jobs.append(self.q.get_nowait())
             except queue.Empty: break
         return jobs
@@ -121,7 +122,7 @@ _all_ = ['MIN_KEY_CHARS', 'read_keys', 'key_ok']
 def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: list | None = None, auth: bool = True,
                log_path: str | Path | None = None, limits: Limits | None = None, strict_categories: bool = False,
                keys: list | None = None, failures: FailureLimit | None = None, audit_log: str | Path | None = None,
-               log_max_mb: float = 100, log_keep: int = 5, log_inputs: str = 'full'):
+               log_max_mb: float = 100, log_keep: int = 5, log_inputs: str = 'full', id_field: str | None = None):
     "The FastAPI app serving model `spec` from `registry` to the plain `api_keys` (score, read), `admin_keys` (all) and scoped `keys`."
     import anyio
     from contextlib import asynccontextmanager
@@ -179,11 +180,14 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         return [out[a:b] for a, b in zip(n, n[1:])]
 
     def score(bodies: list) -> list:
-        "Replies for request bodies (in a worker thread): each parsed and checked alone, those for one model scored in one call."
-        replies, ready = [None] * len(bodies), {}
-        for i, data in enumerate(bodies):
-            m = state['model']
-            try: ready.setdefault(m, []).append((i, *m.check(parse_body(data, limits.max_records))))
+        "Replies for request bodies, each `bytes` or `(bytes, X-Request-ID)` (in a worker thread): each parsed and checked alone, those for one model scored in one call."
+        replies, ready, ids = [None] * len(bodies), {}, {}
+        for i, job in enumerate(bodies):
+            m, (data, given) = state['model'], (job, None) if isinstance(job, bytes) else job
+            try:
+                checked = m.check(recs := parse_body(data, limits.max_records))
+                ids[i] = (rid := request_id(given), record_ids(recs, rid, id_field))
+                ready.setdefault(m, []).append((i, *checked))
             except RequestError as e: replies[i] = refuse(e.status, str(e))
             except RecordError as e: replies[i] = js({'detail': e.errors, 'errors': e.total}, 422)
             except Exception as e: replies[i] = fault('the body could not be read or checked', e, 422)  # the body's alone, whatever it was
@@ -192,10 +196,10 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
             for (i, c, unseen), out in zip(jobs, scored(m, jobs)):
                 try:
                     if isinstance(out, Exception): raise out
-                    resp = m.respond(out, unseen); log.write(c, resp, unseen); replies[i] = js(resp, headers={'X-Mlnb-Scorer': path})
+                    resp = m.respond(out, unseen, *ids[i]); log.write(c, resp, unseen); replies[i] = js(resp, headers={'X-Mlnb-Scorer': path, 'X-Request-ID': ids[i][0]})
                 except Exception as e: replies[i] = fault('the model could not score these records', e, 422 if isinstance(e, ValueError) else 500)  # ValueError: scikit-learn refused the values
         return replies
-    pool, app.state.score = ScoringPool(score, limits.threads), score  # app.state.score: a batch of bodies scored at once, for tests
+    pool, app.state.score = ScoringPool(score, limits.threads, size=lambda job: len(job[0])), score  # app.state.score: a batch of bodies scored at once, for tests
 
     @app.get('/health')
     async def health():
@@ -215,7 +219,7 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         async for chunk in request.stream():
             size += len(chunk); body.append(chunk)
             if size > max_bytes: return refuse(413, too_big)
-        return await pool.submit(b''.join(body))
+        return await pool.submit((b''.join(body), request.headers.get('x-request-id')))
 
     @app.post('/reload')
     async def reload_route(request: Request):
@@ -241,8 +245,9 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
         p = s['paths']['/predict']['post']
         p['requestBody'] = {'required': True, 'content': {'application/json': {'schema': body_schema(m.features, m.schema, m.nullable, limits.max_text_chars, limits.max_records)}}}
         p['responses']['200'] = reply('a prediction per record, in order, with a warning per category never seen in training',
-                                      {'type': 'object', 'required': ['model', 'version', 'predictions', 'warnings'], 'properties': {
-                                          'model': {'type': 'string'}, 'version': {'type': 'integer'}, 'predictions': {'type': 'array'},
+                                      {'type': 'object', 'required': ['model', 'version', 'request_id', 'ids', 'predictions', 'warnings'], 'properties': {
+                                          'model': {'type': 'string'}, 'version': {'type': 'integer'}, 'request_id': {'type': 'string'},
+                                          'ids': {'type': 'array', 'items': {'type': 'string'}}, 'predictions': {'type': 'array'},
                                           'probabilities': {'type': 'array', 'items': {'type': 'object'}}, 'warnings': {'type': 'array'}}})
         p['responses'].update({'413': reply('a body or a list of records past the limits'), '422': reply('records that do not fit the schema: `detail` names each record and field')})
         s['paths']['/reload']['post']['responses']['409'] = reply('the reload failed; the old version keeps serving')
