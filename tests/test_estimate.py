@@ -26,7 +26,7 @@ def test_cbpe_binary_lands_on_the_known_accuracy_and_alerts_on_a_less_certain_mo
               ('sure', binary_frame(2000, 0.7, rng)), ('unsure', binary_frame(2000, 6, rng))]
     t = estimate_performance(ref, chunks, BINARY)
     assert list(t.columns) == COLUMNS and set(t.metric) == {'roc_auc', 'accuracy', 'f1', 'precision', 'recall'}
-    assert (t.period == 'reference').sum() == 10 * 5                          # the reference cut into chunks of 2,000
+    assert (t.period == 'reference').sum() == 30 * 5 and (t[t.period == 'reference'].rows == 2000).all()   # mlnb.chunks' 30 reference chunks of 2,000
     acc = analysis(t, 'accuracy')
     for name, f in chunks:
         known = np.maximum(f.y_pred_proba, 1 - f.y_pred_proba).mean()
@@ -99,7 +99,9 @@ def test_bad_input_is_a_clear_error():
         estimate_performance(ref.assign(y_true='no'), [('c', chunk)], BINARY)
     reg = regression_frame(300, 1.0, rng)
     with pytest.raises(MlnbError, match=r"batch 2 lacks the model input\(s\) \['kind'\]"):
-        estimate_performance(reg, [('batch 2', reg.drop(columns=['kind', 'y_true']))], dict(task='regression', target='y'))
+        estimate_performance(reg, [('batch 2', reg[:100].drop(columns=['kind', 'y_true']))], dict(task='regression', target='y'))
+    with pytest.raises(MlnbError, match="too few for chunks of 400 rows"):                  # the reference must hold two chunks
+        estimate_performance(ref, [('big', binary_frame(400, 2, rng))], BINARY)
 
 def test_from_a_fitted_pipeline_to_the_plot():
     import matplotlib; matplotlib.use('agg')
@@ -112,6 +114,6 @@ def test_from_a_fitted_pipeline_to_the_plot():
     ref = model_outputs(pipe, X[2000:3000].assign(y=y[2000:3000]), BINARY)
     shifted = X[3000:].assign(a=X.a[3000:] * 0.3)                            # the signal weakens: less certain, less accurate
     t = estimate_performance(ref, [('batch 1', model_outputs(pipe, shifted[:500], BINARY)), ('batch 2', model_outputs(pipe, shifted[500:], BINARY))], BINARY)
-    assert analysis(t, 'accuracy').alert.all() and (t.period == 'reference').sum() == 2 * 5
+    assert analysis(t, 'accuracy').alert.all() and (t.period == 'reference').sum() == 30 * 5
     fig = plot_performance(t, 'roc_auc')
     assert fig.axes[0].get_ylabel() == 'roc_auc' and len(fig.axes[0].get_xticklabels()) == len(t[t.metric == 'roc_auc'])
