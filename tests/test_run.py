@@ -119,6 +119,9 @@ def test_failing_stage(tmp_path):
     assert len(failing) == 1 and 'raise ValueError' in failing[0].source
     assert not any(c.source.startswith('#| check') for c in nb.cells)          # library checks are left out of a run
     assert not (run_dir/'03_after.ipynb').exists() and 'the data is bad' in (run_dir/'report.html').read_text()
+    audit = [json.loads(l) for l in (tmp_path/'audit.jsonl').read_text().splitlines()]    # the audit log beside the runs folder
+    assert [(e['event'], e['fields']['run_id']) for e in audit] == [('run.start', m['run_id']), ('run.end', m['run_id'])]
+    assert audit[1]['fields']['status'] == 'failed' and audit[1]['fields']['failed_stage'] == 'boom' and audit[1]['prev']
 
 def test_interrupted_run_is_recorded_and_leaves_no_kernel(tmp_path):
     import signal, subprocess, time, psutil
@@ -151,6 +154,8 @@ def test_deploy_registers_and_gates(small_run, tmp_path):
     mv = reg.load('adult-income')
     assert mv.version == 1 and mv.meta['run_id'] == run_dir.name and mv.metrics['roc_auc'] == m['stages']['evaluate']['glued']['roc_auc']
     assert 'income' not in mv.meta['features'] and '_proba' in mv.reference().columns and '# Model card: adult-income' in mv.card
+    audit = [json.loads(l) for l in (d/'audit.jsonl').read_text().splitlines()]           # the run and its registry share one audit log
+    assert [(e['event'], e['fields'].get('run_id')) for e in audit[:4]] == [('run.start', run_dir.name), ('model.register', run_dir.name), ('model.promote', None), ('run.end', run_dir.name)]
     # a second run whose gate it cannot pass: registered, not promoted, and the notebook says why
     latest, production = reg.versions('adult-income')['version'].max(), reg.resolve('adult-income')   # other tests may add versions
     p = small_params(deploy={'registry': str(d/'registry'), 'minimums': {'roc_auc': 0.999}})
