@@ -132,11 +132,11 @@ def select(es: list, model: str | None = None, since: str | None = None, event: 
             and (event is None or e['event'] == event or e['event'].startswith(event + '.'))]
 
 def table(es: list, width: int = 90) -> str:
-    "`es` as a text table: seq, time, event, user, model and the other fields, one entry a line."
+    "`es` as a text table: seq, time, event, user, model and the other fields that have a value, one entry a line."
     if not es: return 'no entries'
     short = lambda s: s if len(s) <= width else s[:width - 1] + '…'
     rows = [('seq', 'time (UTC)', 'event', 'user', 'model', 'details')] + [
         (str(e['seq']), e['time'][:19].replace('T', ' '), e['event'], str(e.get('user')), str(e.get('fields', {}).get('model', '')),
-         short(', '.join(f'{k}={v}' for k, v in e.get('fields', {}).items() if k != 'model'))) for e in es]
+         short(', '.join(f'{k}={v}' for k, v in e.get('fields', {}).items() if k != 'model' and v not in ('', None)))) for e in es]
     w = [max(len(r[i]) for r in rows) for i in range(5)]
     return '\n'.join(('  '.join(c.ljust(n) for c, n in zip(r, w)) + '  ' + r[5]).rstrip() for r in rows)
