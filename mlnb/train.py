@@ -31,8 +31,8 @@ from .prepare import normalise_missing
 # %% auto #0
 __all__ = ['TASKS', 'MODELS', 'ALIASES', 'IMBALANCED', 'CLASS_WEIGHTS', 'SCORING', 'LEAKAGE', 'LEAK_METRIC', 'LEAK_ORDER',
            'SEARCHES', 'MissingMarkers', 'split_columns', 'make_preprocessor', 'make_model', 'compose', 'make_pipeline',
-           'choose_class_weight', 'model_of', 'make_cv', 'cross_validate_pipeline', 'cluster_jobs', 'fits_on',
-           'leak_threshold', 'column_values', 'order_score', 'leak_model', 'leak_rows', 'leakage_scores',
+           'choose_class_weight', 'model_of', 'make_cv', 'cross_validate_pipeline', 'cluster_jobs', 'threads_here',
+           'fits_on', 'leak_threshold', 'column_values', 'order_score', 'leak_model', 'leak_rows', 'leakage_scores',
            'leakage_mode', 'check_leakage', 'model_prefix', 'check_space', 'grid_of', 'IntLogUniform',
            'distributions_of', 'suggest', 'shown', 'fixed_search', 'sklearn_search', 'bayes_search', 'candidate_name',
            'check_candidates', 'run_search', 'best_trials', 'corrected_ttest', 'choose_threshold']
@@ -146,19 +146,33 @@ def cross_validate_pipeline(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, folds
 # %% ../nbs/40_train.ipynb #f81e1522
 def cluster_jobs(n_jobs: int) -> tuple:
     """`(n_jobs, cluster)`: while the run executes on Dask (`MLNB_DASK_SCHEDULER` in this kernel), a client of its
-    cluster and `-1` (every fit batch uses all of the cluster's threads, inside `fits_on`); else `n_jobs` and `None`."""
+    cluster and `-1` (every fit batch uses all of the cluster's threads, inside `fits_on`); else `n_jobs` (0: this
+    stage's thread budget, `threads_here`) and `None`."""
     import os
     addr = os.environ.get('MLNB_DASK_SCHEDULER')
-    if not addr: return n_jobs, None
+    if not addr: return n_jobs or threads_here(), None
     from distributed import Client
     return -1, Client(addr, set_as_default=True)  # joblib's Dask backend sends its batches through the default client
 
-def fits_on(cluster):
-    """Where the fold fits and trials inside go: joblib's Dask backend when there is a `cluster`, else joblib's default.
-    Only around the searches and cross-validation: set for the whole kernel, every `n_jobs=None` inside scikit-learn
-    (a ColumnTransformer's own fit) would ship its data to the cluster too."""
+def threads_here() -> int:
+    "The threads this process may use: the OpenMP (else BLAS) limit in force, which the runner sets to the stage's budget."
+    from threadpoolctl import threadpool_info
+    info = threadpool_info()
+    return max([i['num_threads'] for i in info if i['user_api'] == 'openmp'] or [i['num_threads'] for i in info] or [1])
+
+def fits_on(cluster, threads: bool = False):
+    """Where the fold fits and trials inside go: joblib's Dask backend when there is a `cluster`; with `threads`,
+    joblib's threads in this kernel, each fit held to one OpenMP/BLAS thread (fits of different folds at once use the
+    cores better than one fit's threads: boosting's OpenMP loops on a few thousand rows wait on each other, and spin
+    when another process holds a core); else joblib's default. Only around the searches and cross-validation: set
+    for the whole kernel, every `n_jobs=None` inside scikit-learn (a ColumnTransformer's own fit) would ship its data
+    to the cluster too."""
     import contextlib, joblib
-    return joblib.parallel_config(backend='dask') if cluster is not None else contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+    if cluster is not None: return joblib.parallel_config(backend='dask')
+    if not threads: return contextlib.nullcontext()
+    stack = contextlib.ExitStack(); stack.enter_context(joblib.parallel_config(backend='threading')); stack.enter_context(threadpool_limits(1))
+    return stack
 
 # %% ../nbs/40_train.ipynb #58107608
 LEAKAGE = ('fail', 'warn', 'off')
