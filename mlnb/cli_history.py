@@ -36,11 +36,11 @@ def cmd_history(a) -> int:
         known = history(reg, name) if a.metric else h
         raise MlnbError(f"monitor history: no values of metric '{a.metric}' for {name} (metrics: {', '.join(sorted(known['metric'].unique()))})" if len(known) else
                         f"monitor history: no monitor results for '{name}' in {history_path(reg)} (models with history: {', '.join(history_models(reg)) or 'none yet'})")
+    if a.plot and not a.metric and len(ms := sorted(h['metric'].unique())) > 1:
+        raise MlnbError(f"monitor history: --plot draws one metric; name it with --metric ({', '.join(ms)})")
     print(history_table(h))
     if a.plot:
-        if not (metric := a.metric) and len(ms := sorted(h['metric'].unique())) > 1:
-            raise MlnbError(f"monitor history: --plot draws one metric; name it with --metric ({', '.join(ms)})")
-        fig, dest = plot_history(h, metric or h['metric'].iloc[0]), Path(a.plot)
+        fig, dest = plot_history(h, a.metric or h['metric'].iloc[0]), Path(a.plot)
         with atomic_path(dest) as tmp: fig.savefig(tmp, format='png', dpi=120)
         print(f'plot: {dest}')
     return 0

@@ -277,10 +277,10 @@ def test_1000_single_records_on_the_fast_path_equal_the_pipeline(server, registr
 
 @pytest.fixture(scope='module')
 def tight(registry, tmp_path_factory):
-    "A server with small limits, strict categories and a log that rotates every 20 KB."
+    "A server with small limits, strict categories, a log that rotates every 20 KB and records that may carry their own id (`key`)."
     d = tmp_path_factory.mktemp('tight')
     s = Server(registry[0].root, d/'p.jsonl', '--max-body-mb', '0.05', '--max-records', '50', '--max-errors', '5', '--strict-categories',
-               '--log-max-mb', '0.02', '--log-keep', '3')
+               '--log-max-mb', '0.02', '--log-keep', '3', '--id-field', 'key')
     s.log = d/'p.jsonl'
     yield s
     s.stop()
@@ -376,3 +376,35 @@ def test_monitor_reads_the_prediction_log(server, registry, tmp_path):
     g = json.loads(next(tmp_path.glob('*/run.json')).read_text())['stages']['monitor']['glued']
     assert g['rows'] == n and not g['labelled'] and len(g['drift_table']) == 14
     assert g['unseen_categories']['native-country'] >= 77 and 'never seen in training: native-country' in r.stdout   # Atlantis, sent 77 times
+
+def post(server, body, **headers):
+    "`(status, reply, headers in lower case)` of a POST /predict with these headers."
+    c = http.client.HTTPConnection('127.0.0.1', server.port, timeout=60)
+    c.request('POST', '/predict', body=json.dumps(body), headers={'X-API-Key': KEY, **headers}); r = c.getresponse()
+    out = r.status, json.loads(r.read()), {k.lower(): v for k, v in r.getheaders()}; c.close()
+    return out
+
+def test_each_record_gets_an_id_in_the_reply_and_the_log(server, tight, tmp_path):
+    "Issue 21.5: the client's X-Request-ID names its records, a request without one gets a uuid4, a record's own --id-field value wins; the ids come back in order, land in the log and join labels."
+    from mlnb.predlog import join_labels, read_prediction_log
+    recs, _ = records(3, seed=21)
+    st, r, h = post(server, recs, **{'X-Request-ID': 'batch-21'})
+    assert st == 200 and (r['request_id'], r['ids'], h['x-request-id']) == ('batch-21', ['batch-21-0', 'batch-21-1', 'batch-21-2'], 'batch-21')
+    st, one, h = post(server, recs[0])
+    assert st == 200 and len(one['request_id']) == 32 and int(one['request_id'], 16) >= 0 and one['ids'] == [one['request_id'] + '-0'] == [h['x-request-id'] + '-0']
+    st, r, _ = post(server, recs[0], **{'X-Request-ID': 'x' * 201})
+    assert st == 422 and 'X-Request-ID header must be 1 to 200' in r['detail'][0]['error']
+    lines = [json.loads(l) for l in log_lines(server.log, 0)]
+    deadline = time.monotonic() + 10
+    while not any(l.get('request_id') == one['request_id'] for l in lines) and time.monotonic() < deadline:
+        time.sleep(0.05); lines = [json.loads(l) for l in server.log.read_text().splitlines()]
+    mine = [l for l in lines if l.get('request_id') == 'batch-21']
+    assert [(l['id'], l['inputs']) for l in mine] == [(f'batch-21-{i}', rec) for i, rec in enumerate(recs)]
+    (tmp_path/'labels.csv').write_text('id,income\nbatch-21-0,<=50K\nbatch-21-2,>50K\nbatch-99-0,>50K\n')
+    j = join_labels(read_prediction_log(server.log), tmp_path/'labels.csv', 'id', 'income')
+    assert (j.attrs['label_join']['labelled'], j.attrs['label_join']['unmatched_labels']) == (2, 1)
+    assert j.loc[j['_id'] == 'batch-21-2', 'income'].tolist() == ['>50K']
+    st, r, _ = post(tight, [dict(recs[0], key=4711), dict(recs[1], key='cust-9'), recs[2]], **{'X-Request-ID': 'b2'})   # --id-field key
+    assert st == 200 and r['ids'] == ['4711', 'cust-9', 'b2-2']
+    st, r, _ = post(tight, [dict(recs[0], key={'nested': 1})])
+    assert st == 422 and (r['detail'][0]['record'], r['detail'][0]['field']) == (0, 'key') and 'is not an id' in r['detail'][0]['error']
