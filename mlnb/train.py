@@ -33,7 +33,7 @@ __all__ = ['TASKS', 'MODELS', 'ALIASES', 'IMBALANCED', 'CLASS_WEIGHTS', 'SCORING
            'SEARCHES', 'MissingMarkers', 'split_columns', 'make_preprocessor', 'make_model', 'compose', 'make_pipeline',
            'choose_class_weight', 'model_of', 'make_cv', 'cross_validate_pipeline', 'cluster_jobs', 'threads_here',
            'fits_on', 'leak_threshold', 'column_values', 'order_score', 'leak_model', 'leak_rows', 'leakage_scores',
-           'leakage_mode', 'check_leakage', 'model_prefix', 'check_space', 'grid_of', 'IntLogUniform',
+           'leakage_mode', 'check_leakage', 'cv_sample', 'model_prefix', 'check_space', 'grid_of', 'IntLogUniform',
            'distributions_of', 'suggest', 'shown', 'fixed_search', 'sklearn_search', 'bayes_search', 'candidate_name',
            'check_candidates', 'run_search', 'best_trials', 'corrected_ttest', 'choose_threshold']
 
@@ -258,6 +258,17 @@ def check_leakage(table: pd.DataFrame | None, mode, target: str = 'the target') 
                         f"derived from {target} or from the row order of a file sorted by it. Drop it with prepare's `drop: [{', '.join(flagged.column)}]` "
                         f"(or fix the source), or set train's `leakage: warn` to go on with it.")
     return flagged.column.tolist()
+
+# %% ../nbs/40_train.ipynb #8d366e07
+def cv_sample(X: pd.DataFrame, y: pd.Series, groups, n: int, task: str, split: str = 'stratified', seed: int = 0) -> tuple:
+    "`(X, y, groups)` cut to at most `n` rows for cross-validation and search (0: all), as the split was made: stratified by class, the latest rows of a time split, whole groups."
+    if not n or len(X) <= n: return X, y, groups
+    if split == 'time': keep = np.arange(len(X) - n, len(X))
+    elif split == 'group':
+        g = pd.Series(np.asarray(groups)); sizes = g.value_counts(sort=False).sample(frac=1, random_state=seed)
+        keep = np.flatnonzero(g.isin(sizes.index[:max(1, int((sizes.cumsum() <= n).sum()))]))
+    else: keep = leak_rows(y, task, n, seed)
+    return X.iloc[keep], y.iloc[keep], (None if groups is None else groups.iloc[keep])
 
 # %% ../nbs/40_train.ipynb #a821d33f
 SEARCHES = ('none', 'grid', 'random', 'bayes')
