@@ -108,12 +108,12 @@ KEY_PACKAGES = ('mlnb', 'papermill', 'scrapbook', 'nbformat', 'nbclient', 'ipyke
 def _installed() -> dict:
     "`{normalised name: version}` of the distributions on `sys.path`, from their `.dist-info` folder names (one listing per folder; the first on the path wins, as for `importlib.metadata`)."
     import sys
-    found = {}
+    found = {}  # folders are name-version.dist-info: two hyphens
     for d in sys.path:
         try: names = os.listdir(d or '.')
         except OSError: continue
         for n in names:
-            if n.endswith('.dist-info') and n.count('-') == 1:
+            if n.endswith('.dist-info') and n.count('-') == 2:
                 name, ver = n[:-len('.dist-info')].split('-')
                 found.setdefault(re.sub(r'[-_.]+', '_', name).lower(), ver)
     return found

@@ -20,10 +20,10 @@ from .audit import audit_path, record
 # %% auto #0
 __all__ = ['DATA_PARAMS', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stage_order', 'parse_type', 'type_ok',
            'has_parameters_cell', 'declared_params', 'data_files', 'upstream_reads', 'check_stage', 'source_problems',
-           'stage_resources', 'load_plan', 'git_state', 'new_run_id', 'now', 'stage_inputs', 'split_scraps', 'failure',
-           'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run', 'load_manifest',
-           'headline_value', 'list_runs', 'find_run', 'KEY_PACKAGES', 'environment', 'parameter_names', 'stage_params',
-           'mirror_dir']
+           'stage_resources', 'load_plan', 'git_state', 'new_run_id', 'now', 'freeze', 'keep_notebooks', 'stage_inputs',
+           'split_scraps', 'failure', 'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run',
+           'load_manifest', 'headline_value', 'list_runs', 'find_run', 'KEY_PACKAGES', 'environment', 'parameter_names',
+           'stage_params', 'mirror_dir']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .keys import RUNNER_PARAMS, is_check  # RUNNER_PARAMS: upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -244,6 +244,18 @@ def new_run_id() -> str:
 
 def now(ms: bool = False) -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds' if ms else 'seconds')
 
+# %% ../nbs/01_pipeline.ipynb #89f2afb6
+def freeze() -> list:
+    "Every installed distribution as `name==version`, sorted: `pip freeze` read from the `.dist-info` folder names."
+    from mlnb.keys import _installed
+    return [f'{n}=={v}' for n, v in sorted(_installed().items())]
+
+def keep_notebooks(notebooks: dict, run_dir: Path) -> dict:
+    "Copy each stage's notebook (`{stage: path}`) to `run_dir/notebooks/`; return `{stage: its path in the run folder}`."
+    (run_dir/'notebooks').mkdir(exist_ok=True)
+    for p in notebooks.values(): shutil.copyfile(p, run_dir/'notebooks'/Path(p).name)
+    return {s: f'notebooks/{Path(p).name}' for s, p in notebooks.items()}
+
 # %% ../nbs/01_pipeline.ipynb #e5470b49
 def stage_inputs(stage: Stage, plan: Plan, run_dir: Path, outputs: dict, run_id: str) -> dict:
     "The parameters papermill injects into `stage`: `stage_params` and the runner's (upstream notebooks, artifact folder, run id, the run's parameter file)."
@@ -322,7 +334,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     `executor`: `local` (kernels on this machine) or `dask` (each stage a task on a LocalCluster, or on the cluster at `scheduler`);
     `remote`: an fsspec URL the run is copied to as it goes (`runs_dir` is then its local mirror; Dask workers read and write the URL)."""
     from mlnb.cache import Cache, lookup, stage_effect, link_entry, plan_status
-    from mlnb.keys import stage_parts, output_digest, versions
+    from mlnb.keys import stage_parts, output_digest, versions, named_files
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
     include, must_run, must_cache = select_stages(plan, only, start, until)
     if must_cache and not cache: raise MlnbError('--only and --from take the stages before them from the cache; they cannot be used with --no-cache')
@@ -342,7 +354,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     outputs = {s.name: f'{i:02d}_{s.name}.ipynb' for i, s in enumerate(plan.stages, 1)}
     man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None, pid=os.getpid(), host=platform.node(),
                params_file=str(plan.path), params=plan.raw, headline=plan.headline, git=git_state(plan.root),
-               environment=environment(), cache=str(db.path) if db else None, jobs=jobs, executor=dict(kind=kind), stages={})
+               environment=environment() | dict(installed=freeze()), cache=str(db.path) if db else None, jobs=jobs, executor=dict(kind=kind), stages={})
     if remote:
         from mlnb.sources import mask
         man['runs_url'] = mask(remote, set())  # s3://KEY:SECRET@bucket/... must not land in run.json
@@ -351,6 +363,8 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         man['stages'][s.name] = dict(notebook=str(s.notebook.relative_to(plan.root) if s.notebook.is_relative_to(plan.root) else s.notebook),
                                      notebook_sha256=sha256_file(s.notebook), output=outputs[s.name], upstream=s.upstream,
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
+    if man['git'].get('dirty') is not False:  # uncommitted changes (or no git): git cannot give these notebooks back
+        for n, rel in keep_notebooks({s.name: s.notebook for s in stages}, run_dir).items(): man['stages'][n]['notebook_copy'] = rel
     save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))  # the manifest's one writer: this thread
     save()
     audit = audit_path(runs_dir.resolve().parent)
@@ -411,6 +425,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                         parts = stage_parts(s.notebook, params, {u: digests[u] for u in s.upstream}, plan.root, db, vers)
                         key, hit, why = lookup(db, s.name, parts, s.name in force or 'all' in force)
                     looked[s.name] = (params, shown, key, parts, hit, why, time.monotonic())
+                    st['data'] = parts['data'] if parts else {f: sha256_file(Path(f) if Path(f).is_absolute() else plan.root/f) for f in named_files(params, plan.root)}
                 params, shown, key, parts, hit, why, t0 = looked[s.name]
                 if hit:
                     link_entry(hit, run_dir, outputs[s.name]); db.repoint(key, run_id, run_dir, outputs[s.name])
