@@ -15,11 +15,11 @@ from .core import MlnbError
 from .registry import LOWER_IS_BETTER
 
 # %% auto #0
-__all__ = ['GATE_METRIC', 'CI_METRICS', 'FAST_METRICS', 'positive_proba', 'classification_metrics', 'class_proba',
-           'predicted_class', 'multiclass_metrics', 'per_class_table', 'regression_metrics', 'error_by_decile',
-           'model_output', 'task_metrics', 'evaluate_model', 'flat_arrays', 'weighted_metrics', 'vector_metrics',
-           'resample_counts', 'distinct_rows', 'bootstrap', 'metric_intervals', 'fmt_ci', 'slice_labels', 'slice_table',
-           'calibration', 'paired_difference']
+__all__ = ['GATE_METRIC', 'CI_METRICS', 'FAST_METRICS', 'PIPELINED_ROWS', 'positive_proba', 'classification_metrics',
+           'class_proba', 'predicted_class', 'multiclass_metrics', 'per_class_table', 'regression_metrics',
+           'error_by_decile', 'model_output', 'task_metrics', 'evaluate_model', 'flat_arrays', 'weighted_metrics',
+           'vector_metrics', 'resample_counts', 'distinct_rows', 'bootstrap', 'metric_intervals', 'fmt_ci',
+           'slice_labels', 'slice_table', 'calibration', 'paired_difference']
 
 # %% ../nbs/50_evaluate.ipynb #eb14f275
 def positive_proba(model, X: pd.DataFrame, positive) -> np.ndarray:
@@ -217,15 +217,27 @@ def _interval(dist: np.ndarray, confidence: float) -> tuple:
             lo[bad], hi[bad] = np.nanquantile(dist[bad], [(1 - confidence) / 2, (1 + confidence) / 2], axis=-1)
     return lo, hi
 
-def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21):
+PIPELINED_ROWS = 100_000  # from this many rows, counting a resample overlaps drawing the next (when the stage has two threads)
+
+def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21, threads: int | None = None):
     "Blocks of counts, for each `(codes, k)` of `codes` a (B, k) array: how often each of B paired bootstrap resamples of `n` rows drew a row of each code (codes None: each row itself, k = n); the rows `scipy.stats.bootstrap` draws with `rng=np.random.default_rng(seed)`."
+    from concurrent.futures import ThreadPoolExecutor
     rng = np.random.default_rng(seed); B = max(1, min(n_resamples, cells // sum(k for _, k in codes)))
-    for start in range(0, n_resamples, B):
-        ws = [np.empty((min(B, n_resamples - start), k)) for _, k in codes]
-        for i in range(len(ws[0])):
-            idx = rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers
-            for w, (c, k) in zip(ws, codes): w[i] = np.bincount(idx if c is None else np.take(c, idx), minlength=k)
-        yield ws
+    if threads is None:
+        from mlnb.train import threads_here
+        threads = threads_here() if n >= PIPELINED_ROWS else 1
+    def count(ws, i, idx):
+        for w, (c, k) in zip(ws, codes): w[i] = np.bincount(idx if c is None else np.take(c, idx), minlength=k)
+    with ThreadPoolExecutor(1) as pool:  # numpy's generator lets go of the GIL while it draws: the next draw runs beside this count
+        for start in range(0, n_resamples, B):
+            ws, todo = [np.empty((min(B, n_resamples - start), k)) for _, k in codes], []
+            for i in range(len(ws[0])):
+                idx = rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers, in the same order
+                if threads < 2: count(ws, i, idx); continue
+                todo.append(pool.submit(count, ws, i, idx))
+                if len(todo) > 2: todo.pop(0).result()  # at most three draws held at once
+            for f in todo: f.result()
+            yield ws
 
 def distinct_rows(arrays: tuple, task: str = '') -> tuple:
     "`(codes, rows)`: the distinct rows of the flat `arrays`, sorted, and which one each row is; `(None, arrays)` when most rows are distinct, but for a binary task (its weights per score then add up in memory order)."
