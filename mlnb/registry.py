@@ -9,11 +9,11 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-from .core import MlnbError, load_model, model_types, project_path, read_verified, refused_types, risky_params
+from .core import MlnbError, load_model, model_bytes, model_types, project_path, read_verified, refused_types, risky_params
 from .audit import audit_path, record
 
 # %% auto #0
-__all__ = ['ALIASES', 'LOWER_IS_BETTER', 'ModelVersion', 'Registry', 'gate', 'model_card']
+__all__ = ['ALIASES', 'LOWER_IS_BETTER', 'INTENDED_USE', 'ModelVersion', 'Registry', 'gate', 'model_card', 'card_html']
 
 # %% ../nbs/04_registry.ipynb #26308513
 _SQL = '''
@@ -84,6 +84,10 @@ class ModelVersion:
     @property
     def card(self) -> str: return _read(self.path, self.files, 'card.md').decode()
     @property
+    def card_html(self) -> str:
+        "The card as a self-contained HTML page: `card.html` when registered with one, else made from `card.md`."
+        return _read(self.path, self.files, 'card.html').decode() if 'card.html' in self.files else card_html(self.card, f'{self.name} v{self.version}')
+    @property
     def importance(self) -> dict:
         "`{input column: share}` of the model's importance as the explain stage measured it (mean |SHAP| shares); empty without one."
         return dict(self.meta.get('importance') or {})
@@ -105,16 +109,16 @@ class Registry:
         return c
 
     def register(self, name: str, pipeline, *, schema: dict, reference: pd.DataFrame, metrics: dict, run_id: str | None = None,
-                 params: dict | None = None, card: str = '', gate: dict | None = None, task: dict | None = None, threshold: float | None = None,
+                 params: dict | None = None, card='', gate: dict | None = None, task: dict | None = None, threshold: float | None = None,
                  importance: dict | None = None) -> int:
-        "Store a new version of model `name` with its files' hashes, its types and (with a key) a signature; return its number."
+        "Store a new version of model `name` (`card`: markdown, or a function of the version's meta that makes it, then also `card.html`) with its files' hashes, its types and (with a key) a signature; return its number."
         import skops.io as sio
         if not _NAME.fullmatch(name): raise MlnbError(f"registry: model name '{name}' must be letters, digits, '.', '_' or '-'")
-        model = sio.dumps(pipeline); types = model_types(model, f"registry: model '{name}'")
+        model = model_bytes(pipeline); types = model_types(model, f"registry: model '{name}'")
         if bad := refused_types(types): raise MlnbError(f"registry: refusing to register model '{name}': loading would refuse its types {bad}")
         if bad := risky_params(pipeline): raise MlnbError(f"registry: refusing to register model '{name}': loading would refuse its parameters that reach the file system {bad}")
         ref = io.BytesIO(); reference.to_parquet(ref, index=False)
-        data = {'model.skops': model, 'schema.json': _dumps(schema), 'reference.parquet': ref.getvalue(), 'metrics.json': _dumps(metrics), 'card.md': card.encode()}
+        data = {'model.skops': model, 'schema.json': _dumps(schema), 'reference.parquet': ref.getvalue(), 'metrics.json': _dumps(metrics), 'card.md': ('' if callable(card) else card).encode()}
         tmp = Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=self.root))
         try:
             for fn, b in data.items(): (tmp/fn).write_bytes(b)
@@ -125,6 +129,9 @@ class Registry:
                     meta = dict(name=name, version=v, created=_now(), run_id=run_id, sha256=_sha(model), params=params or {}, gate=gate or {},
                                 features=[str(f) for f in getattr(pipeline, 'feature_names_in_', reference.columns.drop(['_proba'], errors='ignore'))], classes=[str(x) for x in getattr(pipeline, 'classes_', [])],
                                 task=task, threshold=threshold, importance={str(k): float(v) for k, v in (importance or {}).items()})
+                    if callable(card):  # a card builder: it gets the version's number and date
+                        md = card(meta); data |= {'card.md': md.encode(), 'card.html': card_html(md, f'{name} v{v}').encode()}
+                        for fn in ('card.md', 'card.html'): (tmp/fn).write_bytes(data[fn])
                     data['meta.json'] = _dumps(meta); (tmp/'meta.json').write_bytes(data['meta.json'])
                     files = {fn: _sha(b) for fn, b in data.items()}
                     c.execute('insert into versions(name, version, created, run_id, sha256, metrics, gate_passed, gate_reasons, files, types, signature) '
@@ -244,41 +251,68 @@ def gate(metrics: dict, minimums: dict, production: dict | None = None, metric: 
     return dict(passed=not reasons, reasons=reasons)
 
 # %% ../nbs/04_registry.ipynb #3bddebb0
-def model_card(name: str, metrics: dict, schema: dict, *, target: str, positive: str | None, n_train: int, run_id: str | None,
-               model: str, gate_result: dict, data: str = '', top_features: list | None = None, task: str = 'binary', classes: list | None = None,
-               intervals: dict | None = None) -> str:
-    "A markdown model card: data, metrics, what drives the predictions, intended use and limits."
-    iv = intervals or {}
-    m = '\n'.join(f"| {k} | {v:.4f} | {f'{iv[k][0]:.4f} to {iv[k][1]:.4f}' if k in iv else ''} |" for k, v in metrics.items() if isinstance(v, float))
-    c = gate_result.get('comparison')
-    vs = (f"\n**Against production v{c['production_version']}** on the same {c['n']:,} test rows: {c['metric']} {c['difference']:+.4f} "
-          f"(95% interval {c['low']:+.4f} to {c['high']:+.4f}; positive: this version is better).\n" if c else '')
-    top = ''.join(f"| {t['feature']} | {t['mean_abs_shap']:.4f} |\n" for t in (top_features or [])[:10])
-    top = f"\n## What drives the predictions\nMean absolute SHAP value per input (explain stage):\n\n| input | mean abs SHAP |\n|---|---|\n{top}" if top else ''
-    cols = ', '.join(f'`{c}`' for c in schema if c != target)
-    what = {'binary': f'a binary classifier, positive class `{positive}`', 'regression': 'a regression model (predicts a number)',
-            'multiclass': f"a classifier of {len(classes or [])} classes ({', '.join(f'`{c}`' for c in (classes or [])[:10])})"}[task]
-    return f"""# Model card: {name}
+INTENDED_USE = ('*Not stated: fill this in.* Set the deploy parameter `intended_use` to who may use this model, for which decisions, '
+                'on which population, and which uses are out of scope. Until then, treat the model as a demonstration.')
 
-**Model:** {model} in one scikit-learn Pipeline (missing-value markers, imputation, scaling, one-hot encoding, then the model).
-**Made by:** mlnb run `{run_id}`. **Gate:** {'passed' if gate_result.get('passed') else 'failed: ' + '; '.join(gate_result.get('reasons', []))}.
-{vs}
-## Data
-Trained on {n_train:,} rows{f' from {data}' if data else ''}. Inputs: {cols}. Target: `{target}`; {what}.
+def _fmt(v) -> str: return f'{v:.4f}' if isinstance(v, float) else f'{v:,}' if isinstance(v, int) and not isinstance(v, bool) else str(v)
+def _iv(iv) -> str: return f'{iv[0]:.4f} to {iv[1]:.4f}' if iv and None not in iv[:2] else ''
+def _hash(s) -> str: return f'`{s}`' if s else 'not recorded'
 
-## Metrics (held-out test set)
-Intervals: 95% bootstrap over resampled test rows (evaluate stage).
+def model_card(f: dict, meta: dict | None = None) -> str:
+    "A markdown model card in the Model Card Toolkit's sections, from the facts deploy gathered (`f`) and the version's `meta` (version, date)."
+    meta, d, g = meta or {}, f.get('data') or {}, f.get('gate') or {}
+    task = {'binary': f"binary classifier of `{f.get('target')}`, positive class `{f.get('positive')}`", 'regression': f"regression model of `{f.get('target')}`",
+            'multiclass': f"classifier of `{f.get('target')}` into {len(f.get('classes') or [])} classes ({', '.join(f'`{c}`' for c in (f.get('classes') or [])[:10])})"}.get(f.get('task'), str(f.get('task')))
+    params = ', '.join(f'`{k}={v}`' for k, v in sorted((f.get('model_params') or {}).items())) or 'the defaults'
+    commit = f"`{f['commit']}`" + (' (with uncommitted changes)' if f.get('dirty') else '') if f.get('commit') else 'not recorded'
+    details = [('name', f.get('name')), ('version', meta.get('version', 'not registered yet')), ('date', meta.get('created', '')), ('model', f"{f.get('model')} (`{f.get('model_class')}`) at the end of one scikit-learn Pipeline"),
+               ('task', task), ('parameters', params), ('run', f"`{f.get('run_id')}`"), ('git commit', commit)]
+    iv = f.get('intervals') or {}
+    metrics = '\n'.join(f"| {k} | {v:.4f} | {_iv(iv.get(k))} |" for k, v in (f.get('metrics') or {}).items() if isinstance(v, float))
+    sm = f.get('slice_metric') or 'metric'
+    slices = '\n'.join(f"| {s['column']} | {s['slice']} | {s['n']:,} | {_fmt(s.get(sm))} | {_iv([s.get('low'), s.get('high')])} |" for s in f.get('slices') or [])
+    cal = f.get('calibration') or {}
+    rel = '\n'.join(f"| {r['bin']} | {r['n']:,} | {r['predicted']:.4f} | {r['observed']:.4f} |" for r in cal.get('reliability') or [])
+    top = '\n'.join(f"| {t['feature']} | {t['mean_abs_shap']:.4f} |" for t in (f.get('top_features') or [])[:10])
+    q = d.get('quality') or {}
+    caveats = [*(f.get('caveats') or []),
+               *([f"Rare classes pooled before training: {', '.join(f'`{k}` → `{v}`' for k, v in f['rare_classes'].items())}."] if f.get('rare_classes') else []),
+               *([f"Leakage flags (train's guard): {', '.join(f'`{c}`' for c in f['leakage_flagged'])}: each predicts the target almost alone; check that it is known at prediction time."] if f.get('leakage_flagged') else []),
+               *([f"Columns excluded from the inputs: {', '.join(f'`{c}`' for c in f['dropped'])}."] if f.get('dropped') else []),
+               *([f"Slices with fewer than {f.get('min_slice_rows', 100):,} test rows have wide intervals; do not read their point values alone."] if any(s['n'] < f.get('min_slice_rows', 100) for s in f.get('slices') or []) else []),
+               'The model reflects the population and period of its training data; its error rates can differ between groups, so check the slices '
+               'above before decisions about people. Watch for drift with `mlnb monitor` and retrain when the inputs move.']
+    c = g.get('comparison')
+    return '\n'.join([
+        f"# Model card: {f.get('name')} v{meta.get('version', '?')}", '',
+        '## Model details', '', '| | |', '|---|---|', *(f'| {k} | {v} |' for k, v in details), '',
+        '## Intended use', '', f.get('intended_use') or INTENDED_USE, '',
+        'Served over the REST API (`mlnb serve`) or in batch (`mlnb predict`): records shaped like the training data, checked against its schema; out-of-schema values are refused.', '',
+        '## Training and evaluation data', '',
+        f"Source `{d.get('source') or 'not recorded'}`, sha256 {_hash(d.get('source_sha256'))}.",
+        f"Validation ({d.get('policy') or 'default'} policy): {_fmt(d.get('rows_in', '?'))} rows read, {_fmt(d.get('rows_out', '?'))} kept, {_fmt(d.get('rows_rejected', 0))} rejected; "
+        f"quality report: {', '.join(f'{k.replace(chr(95), chr(32))} {_fmt(v)}' for k, v in q.items()) or 'none'}.",
+        *(f'- {x}' for x in d.get('findings') or []),
+        f"Split: {_fmt(d.get('n_train', '?'))} training rows (sha256 {_hash(d.get('train_sha256'))}), {_fmt(d.get('n_test', '?'))} held-out test rows (sha256 {_hash(d.get('test_sha256'))}).",
+        f"Inputs: {', '.join(f'`{x}`' for x in f.get('inputs') or []) or 'not recorded'}.", '',
+        '## Metrics', '', 'On the held-out test rows; intervals: 95% bootstrap over resampled test rows (evaluate stage).', '',
+        '| metric | value | 95% interval |', '|---|---|---|', metrics, '',
+        '## Slices', '', *([f'{sm} per group of the test rows, with 95% bootstrap intervals.', '', f'| column | group | rows | {sm} | 95% interval |', '|---|---|---|---|---|', slices]
+                           if slices else ["No slices measured: give evaluate's `slices` parameter (e.g. the columns that name groups of people)."]), '',
+        '## Calibration', '', *([f"Expected calibration error {_fmt(cal.get('ece'))}, Brier score {_fmt(cal.get('brier'))}" + (f" (threshold {cal['threshold']:g})" if cal.get('threshold') is not None else '') + '.', '',
+                                 *(['| bin | rows | mean predicted | observed |', '|---|---|---|---|', rel] if rel else [])] if cal else ['Not applicable: a regression model (see the metrics).']), '',
+        '## Explanation', '', *(['Mean absolute SHAP value per input (explain stage): what moves the predictions most.', '', '| input | mean abs SHAP |', '|---|---|', top] if top else ['No explain stage ran.']), '',
+        '## Caveats', '', *(f'- {x}' for x in caveats), '',
+        '## Gate decision', '', f"**{'Passed' if g.get('passed') else 'Failed'}**" + (f" → `{f.get('promote_to', 'production')}`" if g.get('passed') else ': not promoted') + f" ({g.get('how', 'minimums only')}).",
+        *(f'- {r}' for r in g.get('reasons') or []),
+        *([f"Against production v{c['production_version']} on the same {c['n']:,} test rows: {c['metric']} {c['difference']:+.4f} (95% interval {c['low']:+.4f} to {c['high']:+.4f}; positive: this version is better)."] if c else []),
+        *(f'*Note:* {n}.' for n in g.get('notes') or []), ''])
 
-| metric | value | 95% interval |
-|---|---|---|
-{m}
-{top}
-## Intended use
-Scoring records shaped like the training data, one at a time over the REST API (`mlnb serve`) or in batch
-(`mlnb predict`). Inputs are checked against the schema above; out-of-schema values are refused.
-
-## Limits
-The model reflects the population and period of its training data; its error rates can differ between groups
-(for census-like data: by sex, race, age), so check them before decisions about people. Watch for drift with
-`mlnb monitor` and retrain when the inputs move.
-"""
+# %% ../nbs/04_registry.ipynb #958303ed
+def card_html(md: str, title: str = 'Model card') -> str:
+    "The markdown card as one self-contained HTML page (no scripts or outside files; raw HTML in the card is escaped)."
+    import html, mistune
+    body = mistune.create_markdown(escape=True, plugins=['table'])(md)
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>body{{font:14px system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em}}'
+            'table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}h2{border-bottom:1px solid #ddd;margin-top:1.5em}code{background:#f4f4f4}'
+            f'</style></head><body>{body}</body></html>\n')
