@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_pipeline.ipynb #a15ceebc
 from __future__ import annotations
-import ast, datetime as dt, json, logging, os, platform, re, secrets, shutil, subprocess, tempfile, time
+import ast, datetime as dt, hashlib, json, logging, os, platform, re, secrets, shutil, subprocess, tempfile, time
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter, CycleError
 from importlib import metadata
@@ -106,10 +106,22 @@ def has_parameters_cell(nb_path: Path) -> bool:
     nb = json.loads(Path(nb_path).read_text())
     return any('parameters' in c.get('metadata', {}).get('tags', []) for c in nb['cells'])
 
+def _declared_dir() -> Path:
+    "Where papermill's readings of notebooks' parameters are kept: `$MLNB_CACHE_DIR`, else `~/.cache/mlnb`, `declared/`."
+    return Path(os.environ.get('MLNB_CACHE_DIR') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'mlnb')/'declared'
+
 def declared_params(nb_path: Path) -> dict:
-    "The notebook's declared parameters: name -> {inferred_type_name, default, help}."
+    "The notebook's declared parameters: name -> {inferred_type_name, default, help}, as papermill reads them; kept by the notebook's sha256 and papermill's version, so a run's start need not import papermill (~0.6 s) to read a notebook it has read before."
+    from mlnb.keys import _installed
+    key = hashlib.sha256(Path(nb_path).read_bytes() + _installed().get('papermill', '').encode()).hexdigest()
+    memo = _declared_dir()/f'{key}.json'
+    try: return json.loads(memo.read_text())
+    except (OSError, ValueError): pass
     import papermill as pm
-    return pm.inspect_notebook(str(nb_path))
+    d = {k: dict(v) for k, v in pm.inspect_notebook(str(nb_path)).items()}
+    try: write_text(memo, json.dumps(d))
+    except OSError: pass  # no writable cache folder: read again next time
+    return d
 
 DATA_PARAMS = ('path', 'extra')  # parameters that name input files: checked before anything runs
 
