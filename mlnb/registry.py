@@ -274,27 +274,28 @@ def model_card(f: dict, meta: dict | None = None) -> str:
     cal = f.get('calibration') or {}
     rel = '\n'.join(f"| {r['bin']} | {r['n']:,} | {r['predicted']:.4f} | {r['observed']:.4f} |" for r in cal.get('reliability') or [])
     top = '\n'.join(f"| {t['feature']} | {t['mean_abs_shap']:.4f} |" for t in (f.get('top_features') or [])[:10])
-    q = d.get('quality') or {}
+    q, small = d.get('quality') or {}, [f"{s['column']} = {s['slice']} ({s['n']} rows)" for s in f.get('slices') or [] if s['n'] < f.get('min_slice_rows', 100)]
     caveats = [*(f.get('caveats') or []),
                *([f"Rare classes pooled before training: {', '.join(f'`{k}` → `{v}`' for k, v in f['rare_classes'].items())}."] if f.get('rare_classes') else []),
                *([f"Leakage flags (train's guard): {', '.join(f'`{c}`' for c in f['leakage_flagged'])}: each predicts the target almost alone; check that it is known at prediction time."] if f.get('leakage_flagged') else []),
                *([f"Columns excluded from the inputs: {', '.join(f'`{c}`' for c in f['dropped'])}."] if f.get('dropped') else []),
-               *([f"Slices with fewer than {f.get('min_slice_rows', 100):,} test rows have wide intervals; do not read their point values alone."] if any(s['n'] < f.get('min_slice_rows', 100) for s in f.get('slices') or []) else []),
+               *([f"Slices with fewer than {f.get('min_slice_rows', 100):,} test rows have wide intervals; do not read their point values alone: {', '.join(small)}."] if small else []),
                'The model reflects the population and period of its training data; its error rates can differ between groups, so check the slices '
                'above before decisions about people. Watch for drift with `mlnb monitor` and retrain when the inputs move.']
     c = g.get('comparison')
+    mins = [f"{k} {'at most' if k in LOWER_IS_BETTER else 'at least'} {v:g} (this version {_fmt((f.get('metrics') or {}).get(k, 'not measured'))})" for k, v in (f.get('minimums') or {}).items()]
     return '\n'.join([
         f"# Model card: {f.get('name')} v{meta.get('version', '?')}", '',
         '## Model details', '', '| | |', '|---|---|', *(f'| {k} | {v} |' for k, v in details), '',
         '## Intended use', '', f.get('intended_use') or INTENDED_USE, '',
         'Served over the REST API (`mlnb serve`) or in batch (`mlnb predict`): records shaped like the training data, checked against its schema; out-of-schema values are refused.', '',
         '## Training and evaluation data', '',
-        f"Source `{d.get('source') or 'not recorded'}`, sha256 {_hash(d.get('source_sha256'))}.",
-        f"Validation ({d.get('policy') or 'default'} policy): {_fmt(d.get('rows_in', '?'))} rows read, {_fmt(d.get('rows_out', '?'))} kept, {_fmt(d.get('rows_rejected', 0))} rejected; "
+        f"- Source `{d.get('source') or 'not recorded'}`, sha256 {_hash(d.get('source_sha256'))}.",
+        f"- Validation ({d.get('policy') or 'default'} policy): {_fmt(d.get('rows_in', '?'))} rows read, {_fmt(d.get('rows_out', '?'))} kept, {_fmt(d.get('rows_rejected', 0))} rejected; "
         f"quality report: {', '.join(f'{k.replace(chr(95), chr(32))} {_fmt(v)}' for k, v in q.items()) or 'none'}.",
-        *(f'- {x}' for x in d.get('findings') or []),
-        f"Split: {_fmt(d.get('n_train', '?'))} training rows (sha256 {_hash(d.get('train_sha256'))}), {_fmt(d.get('n_test', '?'))} held-out test rows (sha256 {_hash(d.get('test_sha256'))}).",
-        f"Inputs: {', '.join(f'`{x}`' for x in f.get('inputs') or []) or 'not recorded'}.", '',
+        *(f'  - {x}' for x in d.get('findings') or []),
+        f"- Split: {_fmt(d.get('n_train', '?'))} training rows (sha256 {_hash(d.get('train_sha256'))}), {_fmt(d.get('n_test', '?'))} held-out test rows (sha256 {_hash(d.get('test_sha256'))}).",
+        f"- Inputs: {', '.join(f'`{x}`' for x in f.get('inputs') or []) or 'not recorded'}.", '',
         '## Metrics', '', 'On the held-out test rows; intervals: 95% bootstrap over resampled test rows (evaluate stage).', '',
         '| metric | value | 95% interval |', '|---|---|---|', metrics, '',
         '## Slices', '', *([f'{sm} per group of the test rows, with 95% bootstrap intervals.', '', f'| column | group | rows | {sm} | 95% interval |', '|---|---|---|---|---|', slices]
@@ -304,6 +305,7 @@ def model_card(f: dict, meta: dict | None = None) -> str:
         '## Explanation', '', *(['Mean absolute SHAP value per input (explain stage): what moves the predictions most.', '', '| input | mean abs SHAP |', '|---|---|', top] if top else ['No explain stage ran.']), '',
         '## Caveats', '', *(f'- {x}' for x in caveats), '',
         '## Gate decision', '', f"**{'Passed' if g.get('passed') else 'Failed'}**" + (f" → `{f.get('promote_to', 'production')}`" if g.get('passed') else ': not promoted') + f" ({g.get('how', 'minimums only')}).",
+        f"Minimums: {'; '.join(mins) or 'none'}. Gate metric: {f.get('gate_metric') or 'not recorded'}.",
         *(f'- {r}' for r in g.get('reasons') or []),
         *([f"Against production v{c['production_version']} on the same {c['n']:,} test rows: {c['metric']} {c['difference']:+.4f} (95% interval {c['low']:+.4f} to {c['high']:+.4f}; positive: this version is better)."] if c else []),
         *(f'*Note:* {n}.' for n in g.get('notes') or []), ''])

@@ -116,7 +116,7 @@ def reproduce(run: str | Path, runs_dir=None, until: str | None = None, render: 
     if not (root/'settings.ini').exists(): root = project_root()
     runs_dir = Path(runs_dir) if runs_dir else run_dir.parent
     data = data_changes(man, root)
-    work = Path(tempfile.mkdtemp(prefix='.reproduce-', dir=runs_dir))
+    runs_dir.mkdir(parents=True, exist_ok=True); work = Path(tempfile.mkdtemp(prefix='.reproduce-', dir=runs_dir))
     try:
         plan, nbs = reproduce_plan(man, run_dir, work, root)
         new = run_plan(plan, runs_dir, on_stage, render, cache=False, until=until or (man.get('partial') or {}).get('until'))
