@@ -11,8 +11,8 @@ from .core import MlnbError, project_root, sha256_file, stable_scraps, write_tex
 
 # %% auto #0
 __all__ = ['REGISTRY_VALUES', 'MODEL_FILES', 'run_folder', 'data_changes', 'recorded_notebook', 'compare_stage',
-           'registered_files', 'package_changes', 'likely_cause', 'reproduce_plan', 'reproduce', 'summary_lines',
-           'reproduce_html', 'requirements', 'build_env']
+           'registered_files', 'package_changes', 'likely_cause', 'reproduce_plan', 'compare_runs', 'reproduce',
+           'summary_lines', 'reproduce_html', 'requirements', 'build_env']
 
 # %% ../nbs/0g_reproduce.ipynb #24bb4e79
 def run_folder(run: str | Path, runs_dir=None) -> Path:
@@ -107,6 +107,21 @@ def reproduce_plan(man: dict, run_dir: Path, work: Path, root: Path) -> tuple:
         if 'registry' in s.declared: s.params['registry'] = str(work/'registry')
     return plan, nbs
 
+# %% ../nbs/0g_reproduce.ipynb #7930e29e
+def compare_runs(man: dict, new: dict, registry: Path, notebooks: dict, data: list, packages: list) -> list:
+    "Every row of `compare_stage` for each stage both runs have, with `stage` and, where a stage differs, its `likely_cause`; `registry`: where the new run registered."
+    rows, differs = [], set()
+    for name, st in man['stages'].items():
+        if name not in new['stages'] or st['status'] not in ('ok', 'cached'): continue
+        nst = new['stages'][name]
+        files = [registered_files(st['glued']), registered_files(nst['glued'] | {'registry': str(registry)})] if {'model_name', 'version'} <= st['glued'].keys() else []
+        got = compare_stage(st, nst, *files)
+        if nst['status'] != 'ok': got.append(dict(kind='stage', name='status', old=st['status'], new=nst['status'], same=False))
+        cause = '' if all(r['same'] for r in got) else likely_cause(name, st.get('upstream') or [], differs, data, notebooks.get(name, {}), packages)
+        if cause: differs.add(name)
+        rows += [dict(stage=name, **r, cause='' if r['same'] else cause) for r in got]
+    return rows
+
 # %% ../nbs/0g_reproduce.ipynb #d94018f3
 def reproduce(run: str | Path, runs_dir=None, until: str | None = None, render: bool = True, on_stage=None) -> dict:
     "Re-execute the recorded run `run` into a new run folder and compare it: `{run, new_run, new_dir, ok, rows, data, notebooks, packages, html}`."
@@ -122,16 +137,8 @@ def reproduce(run: str | Path, runs_dir=None, until: str | None = None, render: 
         new = run_plan(plan, runs_dir, on_stage, render, cache=False, until=until or (man.get('partial') or {}).get('until'))
     except BaseException: shutil.rmtree(work, ignore_errors=True); raise
     new_dir = runs_dir/new['run_id']; shutil.move(str(work), new_dir/'reproduce')
-    packages, rows, differs = package_changes(man['environment'], new['environment']), [], set()
-    for name, st in man['stages'].items():
-        if name not in new['stages'] or st['status'] not in ('ok', 'cached'): continue
-        nst = new['stages'][name]
-        reg = {'model_name', 'version'} <= st['glued'].keys()
-        got = compare_stage(st, nst, *(registered_files(g) for g in (st['glued'], nst['glued'] | {'registry': str(new_dir/'reproduce'/'registry')}))) if reg else compare_stage(st, nst)
-        if nst['status'] != 'ok': got.append(dict(kind='stage', name='status', old=st['status'], new=nst['status'], same=False))
-        cause = likely_cause(name, st.get('upstream') or [], differs, data, nbs.get(name, {}), packages) if not all(r['same'] for r in got) else ''
-        if cause: differs.add(name)
-        rows += [dict(stage=name, **r, cause='' if r['same'] else cause) for r in got]
+    packages = package_changes(man['environment'], new['environment'])
+    rows = compare_runs(man, new, new_dir/'reproduce'/'registry', nbs, data, packages)
     res = dict(run=man['run_id'], run_dir=run_dir, new_run=new['run_id'], new_dir=new_dir, ok=bool(rows) and all(r['same'] for r in rows) and not data and new['status'] == 'ok',
                rows=rows, data=data, notebooks={k: {**v, 'path': str(v['path'])} for k, v in nbs.items()}, packages=packages)
     res['html'] = write_text(new_dir/'reproduce.html', reproduce_html(res))
