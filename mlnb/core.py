@@ -69,9 +69,13 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 def sha256_file(path: str | Path) -> str:
-    "Hex sha256 of the file at `path`."
+    "Hex sha256 of the file at `path`; of its plaintext when mlnb encrypted it, so a hash is the same with or without a data key."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
+        if (first := f.read(1 << 20)).startswith(b'MLNBENC'):  # mlnb.crypto.MAGIC
+            from mlnb.crypto import read_bytes
+            return hashlib.sha256(read_bytes(path)).hexdigest()
+        h.update(first)
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
 
@@ -81,6 +85,9 @@ def read_verified(path: str | Path, sha256: str, what: str = 'file') -> bytes:
     p = Path(path)
     try: data = p.read_bytes()
     except FileNotFoundError: raise MlnbError(f'{what} {p} is missing') from None
+    if data.startswith(b'MLNBENC'):  # encrypted by mlnb.crypto: the sha256 is the plaintext's
+        from mlnb.crypto import decrypt_bytes, data_key
+        data = decrypt_bytes(data, data_key(), f'{what} {p}')
     if (h := hashlib.sha256(data).hexdigest()) != sha256:
         raise MlnbError(f'{what} {p} has sha256 {h[:12]}…, expected {sha256[:12]}…: it changed after it was written')
     return data
@@ -286,9 +293,12 @@ def artifact_dir(artifacts: str | Path | None) -> Path:
     return p
 
 def save_artifact(obj, name: str, artifacts: str | Path) -> dict:
-    "Write `obj` atomically as `artifacts/name.<ext>`, the same bytes for the same object; return its reference `{path, sha256, bytes}`."
+    "Write `obj` atomically as `artifacts/name.<ext>`, the same bytes for the same object; return its reference `{path, sha256, bytes}`. A frame is encrypted when a data key is set (`mlnb.crypto`); its sha256 and bytes are the plaintext's."
     art = Path(artifacts)
-    if _is_frame(obj): dest, write = art/f'{name}.parquet', lambda p: obj.to_parquet(p, index=False)
+    if _is_frame(obj):
+        from mlnb.crypto import write_bytes
+        buf = io.BytesIO(); obj.to_parquet(buf, index=False); dest = write_bytes(art/f'{name}.parquet', data := buf.getvalue())
+        return dict(path=dest.relative_to(art.parents[1]).as_posix(), sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     elif _is_estimator(obj): dest, write = art/f'{name}.skops', lambda p: Path(p).write_bytes(model_bytes(obj))
     elif hasattr(obj, 'savefig'): dest, write = art/f'{name}.png', lambda p: obj.savefig(p, format='png', bbox_inches='tight', metadata=PNG_METADATA)
     else: dest, write = art/f'{name}.json', lambda p: Path(p).write_text(json_text(obj), encoding='utf-8')
