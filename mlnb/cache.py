@@ -42,11 +42,10 @@ class Cache:
         p = Path(path).resolve(); s = p.stat()
         row = self.db.execute('select size, mtime_ns, inode, sha256 from files where path=?', (str(p),)).fetchone()
         if row and tuple(row[:3]) == (s.st_size, s.st_mtime_ns, s.st_ino): return row[3]
-        h = hashlib.sha256()
-        with open(p, 'rb') as f:
-            for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-        self.db.execute('insert or replace into files values (?,?,?,?,?)', (str(p), s.st_size, s.st_mtime_ns, s.st_ino, h.hexdigest()))
-        return h.hexdigest()
+        from mlnb.core import sha256_file
+        sha = sha256_file(p)  # an encrypted file's plaintext hash (mlnb.crypto)
+        self.db.execute('insert or replace into files values (?,?,?,?,?)', (str(p), s.st_size, s.st_mtime_ns, s.st_ino, sha))
+        return sha
 
     def get(self, key: str) -> dict | None:
         "The entry for `key`, or None."
@@ -139,12 +138,18 @@ def effect_problem(effect: dict | None) -> str | None:
 # %% ../nbs/09_cache.ipynb #169c2c4a
 def check_entry(cache: Cache, e: dict) -> str | None:
     "Why entry `e` cannot be used (a missing or changed file, a lost effect), or None when it can."
+    from mlnb.core import MlnbError
+    from mlnb.crypto import data_key, is_encrypted
     rd = Path(e['run_dir'])
     if not (rd/e['output']).is_file(): return f"its executed notebook {rd/e['output']} is gone"
     for name, ref in (e['artifacts'] or {}).items():
         p = rd/ref['path']
         if not p.is_file(): return f"artifact {name} ({p}) is missing"
-        if cache.file_sha(p) != ref['sha256']: return f"artifact {name} ({p}) changed since it was written (sha256 differs)"
+        try: sha = cache.file_sha(p)
+        except MlnbError as err: return str(err)
+        if sha != ref['sha256']: return f"artifact {name} ({p}) changed since it was written (sha256 differs)"
+        if p.suffix == '.parquet' and (on := data_key() is not None) != is_encrypted(p):  # the same content, but not as this run must store it
+            return f"artifact {name} ({p}) is {'not ' if on else ''}encrypted and a data key is {'' if on else 'not '}set"
     if problem := effect_problem(e.get('effect')): return problem
     return None
 
