@@ -121,7 +121,8 @@ class Registry:
         data = {'model.skops': model, 'schema.json': _dumps(schema), 'reference.parquet': ref.getvalue(), 'metrics.json': _dumps(metrics), 'card.md': ('' if callable(card) else card).encode()}
         tmp = Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=self.root))
         try:
-            for fn, b in data.items(): (tmp/fn).write_bytes(b)
+            from mlnb.crypto import seal
+            for fn, b in data.items(): (tmp/fn).write_bytes(seal(b) if fn == 'reference.parquet' else b)  # rows of training data: encrypted with a data key (mlnb.crypto)
             with closing(self._connect()) as c:
                 c.execute('begin immediate'); placed = None
                 try:
