@@ -8,6 +8,7 @@ import datetime as dt, hmac, json, os, queue, sys, threading, time
 from pathlib import Path
 import pandas as pd
 from .core import MlnbError
+from .crypto import LINE_PREFIX, MASK, data_key, open_line, seal_line
 
 # %% auto #0
 __all__ = ['LOG_INPUTS', 'PredictionLog', 'log_files', 'read_prediction_log', 'read_labels', 'join_labels', 'describe_join']
@@ -16,12 +17,13 @@ __all__ = ['LOG_INPUTS', 'PredictionLog', 'log_files', 'read_prediction_log', 'r
 LOG_INPUTS = ('full', 'hashed', 'none')
 
 class PredictionLog:
-    "JSON-lines log of predictions, written by a background thread: mode 0600, rotated by size, inputs full, hashed or none."
-    def __init__(self, path: str | Path, max_mb: float = 100, keep: int = 5, inputs: str = 'full'):
+    "JSON-lines log of predictions, written by a background thread: mode 0600, rotated by size, inputs full, hashed or none; `pii` columns masked; each line sealed when a data key is set."
+    def __init__(self, path: str | Path, max_mb: float = 100, keep: int = 5, inputs: str = 'full', pii: list = ()):
         if inputs not in LOG_INPUTS: raise MlnbError(f"serve: --log-inputs must be one of {', '.join(LOG_INPUTS)}, not {inputs!r}")
         if max_mb <= 0 or keep < 0: raise MlnbError(f'serve: --log-max-mb must be > 0 and --log-keep >= 0 (got {max_mb}, {keep})')
         self.path, self.max_bytes, self.keep, self.inputs = Path(path), int(max_mb * 2**20), keep, inputs
         self.key = os.environ.get('MLNB_LOG_KEY', '').encode() or os.urandom(32)
+        self.pii, self.data_key = set(pii), data_key()  # the schema's pii: true columns; the key that seals each line (mlnb.crypto), or None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f, self.q = self._open(), queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name='mlnb-log', daemon=True); self.thread.start()
@@ -35,7 +37,7 @@ class PredictionLog:
         self.q.put((time.time(), cols, resp, unseen))
 
     def lines(self, t: float, cols: dict, resp: dict, unseen: list = ()) -> str:
-        "The JSON lines of one scored request."
+        "The JSON lines of one scored request (each sealed with the data key when there is one)."
         ts, names, new = dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec='milliseconds'), list(cols), {}
         for i, f, _ in unseen: new.setdefault(i, []).append(f)
         out = []
@@ -44,12 +46,12 @@ class PredictionLog:
         for i, (vals, p, pr, k) in enumerate(zip(zip(*cols.values()), resp['predictions'], probs, ids)):
             r = dict(time=ts, model=resp['model'], version=resp['version'])
             if k is not None: r.update(id=k, request_id=rid)
-            if self.inputs == 'full': r['inputs'] = dict(zip(names, vals))
+            if self.inputs == 'full': r['inputs'] = {n: MASK if n in self.pii and v is not None else v for n, v in zip(names, vals)}
             elif self.inputs == 'hashed': r['inputs_hashed'] = {f: hmac.new(self.key, json.dumps([f, v]).encode(), 'sha256').hexdigest()[:16] for f, v in zip(names, vals)}
             r['prediction'] = p
             if pr is not None: r['probabilities'] = pr
             if i in new: r['unseen'] = new[i]
-            out.append(json.dumps(r, default=str))
+            out.append(json.dumps(r, default=str) if self.data_key is None else seal_line(json.dumps(r, default=str), self.data_key))
         return '\n'.join(out) + '\n'
 
     def _run(self):
@@ -98,7 +100,9 @@ def read_prediction_log(path: str | Path, need_inputs: bool = True) -> pd.DataFr
     "The inputs of a prediction log (and its rotated files) as a frame, with `_prediction`, `_version`, `_time`, `_unseen`, `_id` and `_request_id` columns."
     files = log_files(path)
     if not files: raise MlnbError(f'prediction log {path} does not exist')
-    rows = [json.loads(l) for f in files for l in f.read_text().splitlines() if l.strip()]
+    texts = {f: f.read_text() for f in files}
+    key = data_key() if any(LINE_PREFIX in t for t in texts.values()) else None  # sealed lines (mlnb.crypto) need the data key
+    rows = [json.loads(open_line(l, key, f'prediction log {f} line {i}')) for f, t in texts.items() for i, l in enumerate(t.splitlines(), 1) if l.strip()]
     if not rows: raise MlnbError(f'prediction log {path} is empty')
     if need_inputs and 'inputs' not in rows[-1]:
         raise MlnbError(f"prediction log {path} holds no inputs (the server ran with --log-inputs {'hashed' if 'inputs_hashed' in rows[-1] else 'none'}); "
