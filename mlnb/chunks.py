@@ -10,8 +10,9 @@ from .core import MlnbError
 from .registry import LOWER_IS_BETTER
 
 # %% auto #0
-__all__ = ['PERIODS', 'HIGHER_IS_BETTER', 'UPPER_ONLY', 'TIDY', 'as_dates', 'period_keys', 'chunk_by_period', 'chunk_by_size',
-           'chunk_batch', 'median_rows', 'reference_chunks', 'metric_side', 'band', 'bands', 'judge', 'plot_chunks']
+__all__ = ['PERIODS', 'HIGHER_IS_BETTER', 'DISTANCES', 'UPPER_ONLY', 'TIDY', 'as_dates', 'period_keys', 'chunk_by_period',
+           'chunk_by_size', 'chunk_batch', 'median_rows', 'reference_chunks', 'metric_side', 'metric_power', 'band',
+           'bands', 'judge', 'plot_chunks']
 
 # %% ../nbs/08b_chunks.ipynb #51c2b681
 def as_dates(col: pd.Series) -> pd.Series:
@@ -64,12 +65,12 @@ def chunk_batch(df: pd.DataFrame, chunk_by: str | None = None, period: str | Non
     if chunk_by: return chunk_by_period(df, chunk_by, period)
     return chunk_by_size(df, (len(df) or 1) if chunk_size is None else chunk_size, last)
 
-# %% ../nbs/08b_chunks.ipynb #ea6d58a3
+# %% ../nbs/08b_chunks.ipynb #34beed6e
 def median_rows(chunks: list) -> int:
     "The median number of rows of the `(key, frame)` chunks: the size of the reference chunks for a period chunking."
     return int(np.median([len(f) for _, f in chunks]))
 
-def reference_chunks(reference: pd.DataFrame, size: int, n: int = 30, seed: int = 0) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+def reference_chunks(reference: pd.DataFrame, size: int, n: int = 100, seed: int = 0) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     "`n` chunks of `size` reference rows, each with the rest of the reference: the reference cut after fresh seeded shuffles."
     if len(reference) < 2 * size:
         raise MlnbError(f'chunks: the reference has {len(reference):,} rows, too few for chunks of {size:,} rows (at least {2 * size:,}: '
@@ -83,31 +84,38 @@ def reference_chunks(reference: pd.DataFrame, size: int, n: int = 30, seed: int 
             out.append((f'reference {len(out) + 1}', reference[inside], reference[~inside]))
     return out
 
-# %% ../nbs/08b_chunks.ipynb #ec6c9678
+# %% ../nbs/08b_chunks.ipynb #c60a52a6
 HIGHER_IS_BETTER = ('roc_auc', 'pr_auc', 'accuracy', 'balanced_accuracy', 'f1', 'f1_macro', 'f1_weighted', 'precision', 'recall', 'r2')
-UPPER_ONLY = ('wasserstein', 'jensenshannon', 'weighted_drift', 'domain_auc') + tuple(LOWER_IS_BETTER)   # distances and errors
+DISTANCES = ('wasserstein', 'jensenshannon', 'weighted_drift')
+UPPER_ONLY = DISTANCES + ('domain_auc',) + tuple(LOWER_IS_BETTER)   # distances and errors
 
 def metric_side(metric: str) -> str:
     "The side of the band `metric` alerts on: 'upper' for distances and errors, 'lower' for scores, else 'both'."
     return 'upper' if metric in UPPER_ONLY else 'lower' if metric in HIGHER_IS_BETTER else 'both'
 
-def band(values, k: float = 3, side: str = 'upper') -> tuple[float, float]:
-    "`(lower, upper)` = mean ∓ `k`·sd of the finite `values`; NaN on a side that is not judged (`side`: 'upper', 'lower' or 'both')."
+def metric_power(metric: str) -> float:
+    "The power that brings `metric`'s values near normal before its band is drawn: 2/3 for a distance, else 1."
+    return 2 / 3 if metric in DISTANCES else 1.0
+
+def band(values, k: float = 3, side: str = 'upper', power: float = 1.0) -> tuple[float, float]:
+    "`(lower, upper)` = mean ∓ `k`·sd of the finite `values` (of their `power`, the limits taken back); NaN on a side not judged (`side`: 'upper', 'lower', 'both')."
     if side not in ('upper', 'lower', 'both'): raise MlnbError(f"chunks: band side '{side}' is not 'upper', 'lower' or 'both'")
     if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0: raise MlnbError(f'chunks: the band width k must be a number > 0, got {k!r}')
     v = np.asarray(values, float); v = v[np.isfinite(v)]
     if len(v) < 3: raise MlnbError(f'chunks: a band needs the values of at least 3 reference chunks, got {len(v)}')
-    m, s = v.mean(), v.std(ddof=1)
-    return (m - k * s if side != 'upper' else np.nan, m + k * s if side != 'lower' else np.nan)
+    if power != 1 and (v < 0).any(): raise MlnbError(f'chunks: a band on the power {power:.3g} of the values needs values ≥ 0, got {v.min()}')
+    t = v ** power; m, s = t.mean(), t.std(ddof=1)
+    back = lambda y: y if power == 1 else max(y, 0.0) ** (1 / power)
+    return (back(m - k * s) if side != 'upper' else np.nan, back(m + k * s) if side != 'lower' else np.nan)
 
-# %% ../nbs/08b_chunks.ipynb #c01cfb6a
+# %% ../nbs/08b_chunks.ipynb #052fe3e3
 TIDY = ['chunk', 'reference', 'n', 'column', 'metric', 'value']
 
-def bands(frame: pd.DataFrame, k: float = 3, side=metric_side) -> pd.DataFrame:
-    "`column, metric, lower, upper` of each `(column, metric)` of the tidy `frame`, from its reference rows; `side(metric)` says which limits."
+def bands(frame: pd.DataFrame, k: float = 3, side=metric_side, power=metric_power) -> pd.DataFrame:
+    "`column, metric, lower, upper` of each `(column, metric)` of the tidy `frame`, from its reference rows; `side(metric)` and `power(metric)` shape the band."
     ref = frame[frame.reference.astype(bool)]
     if ref.empty: raise MlnbError('chunks: the frame has no reference rows to draw bands from')
-    return pd.DataFrame([(c, m, *band(g.value, k, side(m))) for (c, m), g in ref.groupby(['column', 'metric'], sort=False)],
+    return pd.DataFrame([(c, m, *band(g.value, k, side(m), power(m))) for (c, m), g in ref.groupby(['column', 'metric'], sort=False)],
                         columns=['column', 'metric', 'lower', 'upper'])
 
 def judge(frame: pd.DataFrame, limits: pd.DataFrame) -> pd.DataFrame:

@@ -351,26 +351,27 @@ def edge_scale(value, lower, upper, thresholds: str = 'band') -> np.ndarray:
     if thresholds == 'pvalue': return np.log(np.clip(value, 1e-300, 1)) / np.log(lower)
     with np.errstate(divide='ignore', invalid='ignore'): return np.where(upper > 0, value / upper, np.where(value > 0, np.inf, 0.0))
 
-# %% ../nbs/08_drift.ipynb #21bf8a35
+# %% ../nbs/08_drift.ipynb #fc1240fa
 def _shares(codes: np.ndarray) -> tuple[np.ndarray, float]:
     "Each category code's share of the reference `codes` (one more for new values: 0), and the missing share."
     ok = ~np.isnan(codes)
     return np.r_[np.bincount(codes[ok].astype(int)), 0.0] / len(codes), float((~ok).mean())
 
 def _encode(enc: dict, view: pd.DataFrame) -> np.ndarray:
-    "`view`'s columns as numbers by the reference's encoding `enc`: categories as their reference share, missing numbers as the reference median."
+    "`view`'s columns as numbers by the reference's encoding `enc`: numbers as their reference quantile (missing: 0.5), categories as their reference share."
     def one(v, e):
-        if e[0] == 'num': return np.where(np.isnan(v), e[1], v)
+        if e[0] == 'num': return np.where(np.isnan(v), 0.5, (np.searchsorted(e[1], v, 'left') + np.searchsorted(e[1], v, 'right')) / (2 * len(e[1])))
         shares, missing = e[1]
         return np.where(np.isnan(v), missing, shares[np.minimum(np.nan_to_num(v, nan=0).astype(int), len(shares) - 1)])
     return np.column_stack([one(view[c].to_numpy(float), e) for c, e in enc.items()])
 
 def reconstruction_model(view: pd.DataFrame, kinds: dict, variance: float = 0.65) -> dict:
-    "The reference `view`'s encoding (numbers standardised, categories as their reference share) and a PCA keeping `variance` of it."
+    "The reference `view`'s encoding (numbers as quantiles, categories as shares, both standardised), a PCA keeping `variance` of it, and the reference's own `error`."
     from sklearn.decomposition import PCA
-    enc = {c: ('cat', _shares(view[c].to_numpy(float))) if kinds[c] == 'cat' else ('num', float(view[c].median())) for c in view.columns}
+    enc = {c: ('cat', _shares(view[c].to_numpy(float))) if kinds[c] == 'cat' else ('num', np.sort(view[c].dropna().to_numpy(float))) for c in view.columns}
     X = _encode(enc, view); mu, sd = X.mean(0), X.std(0); sd[sd == 0] = 1
-    return dict(enc=enc, mu=mu, sd=sd, pca=PCA(variance, svd_solver='full').fit((X - mu) / sd))
+    model = dict(enc=enc, mu=mu, sd=sd, pca=PCA(variance, svd_solver='full').fit((X - mu) / sd))
+    return dict(model, error=reconstruction_error(model, view))
 
 def reconstruction_error(model: dict, view: pd.DataFrame) -> float:
     "Mean distance between the rows of `view`, encoded as the reference was, and their reconstruction from the reference's components."
@@ -388,14 +389,16 @@ def domain_auc(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict, rows
     clf = HistGradientBoostingClassifier(max_iter=50, categorical_features=[kinds[col] == 'cat' for col in kinds], random_state=seed)
     return float(cross_val_score(clf, X, np.r_[np.zeros(len(r)), np.ones(len(c))], cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring='roc_auc').mean())
 
-# %% ../nbs/08_drift.ipynb #adfb2c30
+# %% ../nbs/08_drift.ipynb #2fffba5c
 ALL = '(all)'
 
 def _column_rows(cal: dict, key: str, is_ref: bool, view: pd.DataFrame, against: pd.DataFrame) -> list:
-    "The tidy rows of one chunk's `view` against the reference view `against`: a statistic per column, and the reconstruction error."
+    "The tidy rows of one chunk's `view` against the reference view `against`: a statistic per column, and the reconstruction error above `against`'s."
     base = dict(chunk=key, reference=is_ref, n=len(view))
     rows = [dict(base, column=c, metric=m, value=v) for c in cal['kinds'] for m, v in [chunk_statistic(against[c], view[c], cal['kinds'][c], cal['thresholds'])]]
-    return rows + ([dict(base, column=ALL, metric='reconstruction_error', value=reconstruction_error(cal['pca'], view[cal['columns']]))] if cal['pca'] else [])
+    if not cal['pca']: return rows
+    pca = cal['pca'] if against is cal['view'] else reconstruction_model(against[cal['columns']], cal['kinds'])   # a reference chunk: fitted without it
+    return rows + [dict(base, column=ALL, metric='reconstruction_error', value=reconstruction_error(pca, view[cal['columns']]) - pca['error'])]
 
 def _weighted(cal: dict, judged: pd.DataFrame) -> pd.DataFrame:
     "Judged column rows with each input column's `importance` and `score`, and a `weighted_drift` row per chunk (not yet judged)."
@@ -406,7 +409,7 @@ def _weighted(cal: dict, judged: pd.DataFrame) -> pd.DataFrame:
 
 def calibrate_drift(reference: pd.DataFrame, size: int, columns: list | None = None, target: str | None = None, kinds: dict | None = None,
                     importance: dict | None = None, prediction: str | None = None, k: float = 3, thresholds: str = 'band', pvalue: float = 0.05,
-                    n_chunks: int = 30, seed: int = 0, vocabularies: dict | None = None, multivariate: bool = True) -> dict:
+                    n_chunks: int = 100, seed: int = 0, vocabularies: dict | None = None, multivariate: bool = True) -> dict:
     "What a batch's chunks of `size` rows are judged against: the reference's views, kinds, importance weights and PCA, and the bands of `n_chunks` reference chunks."
     check_thresholds(thresholds)
     columns = list(columns if columns is not None else [c for c in reference.columns if c != target and not str(c).startswith('_')])

@@ -93,6 +93,6 @@ def test_month_chunks_judged_against_the_reference(dated):
     ax = fig.axes[0]
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ('age per month', 'chunk', 'wasserstein')
     assert [t.get_text() for t in ax.get_xticklabels()] == ['2024-01', '2024-02', '2024-03', '2024-04']
-    assert len(ax.patches) == 1 and ax.patches[0].get_label() == 'reference chunks (30)'   # the reference shaded
+    assert len(ax.patches) == 1 and ax.patches[0].get_label() == 'reference chunks (100)'   # the reference shaded
     assert len(plot_chunks(frame, 'jensenshannon').axes[0].lines) == 2                      # a line per category column, no band
     with pytest.raises(MlnbError, match="nothing called 'salary'"): plot_chunks(frame, 'salary')

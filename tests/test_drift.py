@@ -159,13 +159,13 @@ POS = '>50K'
 
 @pytest.fixture(scope='module')
 def watched():
-    "A logistic model of 4,000 Adult rows, its SHAP shares per input column, 5,000 test rows as the reference (with `_proba`), 3,000 other test rows and the calibration for chunks of 1,000."
+    "A logistic model of 4,000 Adult rows, its SHAP shares per input column, 5,000 test rows as the reference (with `_proba`, as deploy keeps 5,000), the other 39,842 rows and the calibration for chunks of 1,000."
     from mlnb.drift import calibrate_drift
     from mlnb.evaluate import positive_proba
     from mlnb.explain import explain_pipeline, global_importance, group_explanation, model_origins
     from mlnb.prepare import normalise_missing
     from mlnb.train import make_pipeline
-    d = normalise_missing(demo_data(12000, seed=3), ['?'])
+    d = normalise_missing(demo_data(48842, seed=3), ['?'])        # all of Adult, shuffled
     train, ref, pool = d.iloc[:4000], d.iloc[4000:9000], d.iloc[9000:]
     X = train.drop(columns=TARGET)
     pipe = make_pipeline(X, 'logistic', seed=0).fit(X, train[TARGET])
@@ -185,13 +185,13 @@ def test_age_shift_alerts_and_names_age(watched):
     frame = chunk_drift(watched['cal'], chunk_batch(batch))
     a = drift_alerts(frame).iloc[0]
     assert a.alert and 'weighted_drift' in a.alerts and a.drivers[0] == 'age', a
-    assert a.weighted_drift > 2 * frame.upper[frame.metric == 'weighted_drift'].iloc[0]
+    assert a.weighted_drift > 1.3 * frame.upper[frame.metric == 'weighted_drift'].iloc[0]
     assert 'driven by age' in drift_summary(frame)
     assert list(frame.columns[:9]) == ['chunk', 'reference', 'n', 'column', 'metric', 'value', 'lower', 'upper', 'alert']
     assert frame.reference.sum() == len(watched['cal']['frame']) and set(frame.chunk[~frame.reference]) == {'rows 0–999'}
 
 def test_fresh_samples_of_the_test_rows_do_not_alert(watched):
-    "100 seeded samples of 1,000 test rows the reference does not hold: at most 5 alert (on the weighted drift, the reconstruction error or the prediction)."
+    "100 seeded samples of 1,000 test rows the reference does not hold: at most 5 alert (on the weighted drift, the reconstruction error or the prediction); 1.2 on average over ten references."
     from mlnb.drift import chunk_drift, drift_alerts
     pool, cal = watched['pool'], watched['cal']
     alerts = [drift_alerts(chunk_drift(cal, [('batch', pool.sample(1000, random_state=seed))])).alert.iloc[0] for seed in range(100)]
@@ -199,16 +199,20 @@ def test_fresh_samples_of_the_test_rows_do_not_alert(watched):
     assert cal['frame'].groupby('metric').alert.mean().max() < 0.05     # the reference chunks stay in their own bands too
 
 def test_weighted_drift_follows_importance(watched):
-    "The same kind of shift weighs more in a column the model leans on: a shift in the least important column moves the weighted drift less."
+    "The same shift weighs by the column's importance: one standard deviation in `age` raises the weighted drift more than in the least important number, by their shares."
     from mlnb.drift import chunk_drift, drift_alerts
     imp, cal = watched['importance'], watched['cal']
-    num = ['age', 'educational-num', 'hours-per-week', 'fnlwgt']
-    least = min(num, key=lambda c: imp[c])
-    assert imp['age'] > 3 * imp[least], imp
+    least = min(['age', 'educational-num', 'hours-per-week', 'fnlwgt'], key=lambda c: imp[c])
+    assert imp['age'] > 2 * imp[least], imp
     base = watched['pool'].sample(1000, random_state=1)
     shift = lambda c: base.assign(**{c: base[c] + base[c].std()})       # one standard deviation up
-    w = {c: drift_alerts(chunk_drift(cal, [(c, shift(c))])).iloc[0] for c in ('age', least)}
-    assert w['age'].weighted_drift > 2 * w[least].weighted_drift, (w['age'].weighted_drift, w[least].weighted_drift)
+    frames = {c: chunk_drift(cal, [(c or 'unshifted', shift(c) if c else base)]) for c in ('age', least, None)}
+    w = {c: drift_alerts(f).weighted_drift.iloc[0] for c, f in frames.items()}
+    rise = {c: w[c] - w[None] for c in ('age', least)}
+    assert rise['age'] > 2 * rise[least] > 0, (w, imp['age'], imp[least])
+    for c in ('age', least):                                            # the rise is the column's share times its drift on the edge scale
+        r = frames[c].set_index(['chunk', 'column']).loc[(c, c)]
+        assert rise[c] == pytest.approx(imp[c] / sum(imp.values()) * (r.value / r.upper) - frames[None].set_index(['chunk', 'column']).score[('unshifted', c)], rel=1e-6)
     both = drift_alerts(chunk_drift(cal, [('both', base.assign(age=base.age + base.age.std(), **{least: base[least] + base[least].std()}))])).iloc[0]
     assert both.drifted[:2] == ['age', least] and both.drivers[0] == 'age'
 
