@@ -134,7 +134,9 @@ def create_app(registry, spec: str, api_keys: list | None = None, admin_keys: li
     audit = Path(audit_log) if audit_log else getattr(registry, 'audit', None) or audit_path()
     load = lambda: Served(registry, spec, strict_categories, limits.max_errors, limits.max_text_chars)
     state = dict(model=load(), reloads=0, lock=threading.Lock())
-    log = PredictionLog(log_path or project_path('outputs/predictions')/f"{state['model'].mv.name}.jsonl", log_max_mb, log_keep, log_inputs)
+    from mlnb.crypto import pii_columns
+    log = PredictionLog(log_path or project_path('outputs/predictions')/f"{state['model'].mv.name}.jsonl", log_max_mb, log_keep, log_inputs,
+                        pii=pii_columns(state['model'].mv.schema))  # the schema's pii: true columns are logged masked (mlnb.crypto)
     max_bytes = int(limits.max_body_mb * 2**20)
 
     @asynccontextmanager
@@ -300,7 +302,10 @@ def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.D
         proba = pipe.predict_proba(df[feats])
         out = df.assign(prediction=decide(proba, list(pipe.classes_), task), **{f'proba_{c}': proba[:, i] for i, c in enumerate(pipe.classes_)})
     dest = Path(dest)
-    with atomic_path(dest) as tmp:
-        if dest.suffix in ('.parquet', '.pq'): out.to_parquet(tmp, index=False)
-        else: out.to_csv(tmp, index=False, compression='gzip' if dest.suffix == '.gz' else None)
+    if dest.suffix in ('.parquet', '.pq'):  # rows of data: encrypted when a data key is set (mlnb.crypto)
+        import io
+        from mlnb.crypto import write_bytes
+        buf = io.BytesIO(); out.to_parquet(buf, index=False); write_bytes(dest, buf.getvalue())
+    else:
+        with atomic_path(dest) as tmp: out.to_csv(tmp, index=False, compression='gzip' if dest.suffix == '.gz' else None)
     return out
