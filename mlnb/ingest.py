@@ -77,7 +77,10 @@ def read_table(path: str | Path, format: str = 'auto', sep: str = '', encoding: 
             bad = bad_csv_lines(p, sep, encoding)
             if len(bad) and on_bad_lines == 'error': raise bad_lines_error(p, bad)
             df = pd.read_csv(p, sep=sep, encoding=encoding, skipinitialspace=True, skiprows=[n - 1 for n in bad.line] or None)
-        elif fmt == 'parquet': df = pd.read_parquet(p)
+        elif fmt == 'parquet':
+            from mlnb.crypto import read_bytes
+            import io
+            df = pd.read_parquet(io.BytesIO(read_bytes(p)))  # also a file mlnb encrypted (an artifact, a scored batch)
         else: df = pd.read_json(p, lines=fmt == 'jsonl', encoding=encoding, orient=None if fmt == 'jsonl' else 'records')
     except UnicodeDecodeError: raise decode_error(p, encoding) from None
     except MlnbError: raise

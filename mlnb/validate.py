@@ -22,13 +22,13 @@ DTYPES = {'int': 'int64', 'float': 'float64', 'str': str, 'bool': bool}
 CHECKS = {'isin': pa.Check.isin, 'ge': pa.Check.ge, 'le': pa.Check.le, 'gt': pa.Check.gt, 'lt': pa.Check.lt}
 
 def build_schema(spec: dict) -> pa.DataFrameSchema:
-    "A pandera schema from `{column: {dtype, nullable, isin, ge, le, gt, lt}}`."
+    "A pandera schema from `{column: {dtype, nullable, isin, ge, le, gt, lt, pii}}`."
     cols = {}
     for col, s in spec.items():
         s = dict(s or {})
         if (dt := s.pop('dtype', 'str')) not in DTYPES: raise MlnbError(f"validate: column '{col}': dtype '{dt}' is not one of {list(DTYPES)}")
-        nullable = s.pop('nullable', False)
-        if bad := set(s) - set(CHECKS): raise MlnbError(f"validate: column '{col}': unknown settings {sorted(bad)}; use dtype, nullable, {', '.join(CHECKS)}")
+        nullable = s.pop('nullable', False); s.pop('pii', None)  # pii: true masks the column in previews and the prediction log (mlnb.crypto)
+        if bad := set(s) - set(CHECKS): raise MlnbError(f"validate: column '{col}': unknown settings {sorted(bad)}; use dtype, nullable, pii, {', '.join(CHECKS)}")
         cols[col] = pa.Column(DTYPES[dt], [CHECKS[k](v) for k, v in s.items()], nullable=nullable, coerce=True)
     return pa.DataFrameSchema(cols)
 
