@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXTRA_TYPES', 'ZIP_EPOCH', 'PNG_METADATA', 'VOLATILE_KEY', 'SCRAP_MIME', 'TASK_KEYS', 'defer_rfc3987_syntax',
-           'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text', 'sha256_file', 'read_verified',
-           'model_types', 'allowed_types', 'allowed_type', 'refused_types', 'risky_params', 'load_model',
-           'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir', 'save_artifact', 'is_artifact',
-           'manifest_sha256', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'show_figure', 'scrap_value',
-           'read_scraps', 'Upstream']
+__all__ = ['EXTRA_TYPES', 'ZIP_EPOCH', 'ADDRESS_ATTRS', 'PNG_METADATA', 'VOLATILE_KEY', 'SCRAP_MIME', 'TASK_KEYS',
+           'defer_rfc3987_syntax', 'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text',
+           'sha256_file', 'read_verified', 'model_types', 'allowed_types', 'allowed_type', 'refused_types',
+           'risky_params', 'load_model', 'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir', 'save_artifact',
+           'is_artifact', 'manifest_sha256', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'show_figure',
+           'scrap_value', 'read_scraps', 'Upstream']
 
 # %% ../nbs/00_core.ipynb #116229be
 import importlib, importlib.util, sys, types
@@ -242,6 +242,7 @@ def load_model(src: str | Path | bytes, types: dict | None = None, where: str | 
 
 # %% ../nbs/00_core.ipynb #0602357b
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry: every entry of a model file gets it
+ADDRESS_ATTRS = ('_stop_words_id',)  # fitted attributes that hold an object's id(): a memory address, new in every process
 PNG_METADATA = {'Software': None}  # matplotlib's only PNG text entry (its version), left out
 
 def canonical_skops(data: bytes) -> bytes:
@@ -252,6 +253,8 @@ def canonical_skops(data: bytes) -> bytes:
     while todo:  # depth first, in document order
         s = todo.pop()
         if isinstance(s, dict):
+            for a in ADDRESS_ATTRS:
+                if isinstance(s.get(a), dict) and 'content' in s[a]: s[a]['content'] = '0'
             if '__loader__' in s:
                 if isinstance(s.get('__id__'), int): s['__id__'] = ids.setdefault(s['__id__'], len(ids) + 1)  # 0 would read as "no id"
                 if isinstance(f := s.get('file'), str) and f in names: s['file'] = files.setdefault(f, f"{len(files)}.{f.rpartition('.')[2]}")

@@ -85,12 +85,15 @@ def package_changes(old_env: dict, new_env: dict) -> list:
     return ([f"python {old_env.get('python')} → {new_env.get('python')}"] if old_env.get('python') != new_env.get('python') else []) + out
 
 def likely_cause(stage: str, upstream: list, differs: set, data: list, notebook: dict, packages: list) -> str:
-    "Why a stage's outputs differ: its data file changed, its notebook is not the recorded one, an upstream stage differs, a package version differs, else nondeterminism in the stage."
+    "Why a stage's outputs differ: its data file changed, its notebook is not the recorded one, an upstream stage differs, a key package's version differs, else nondeterminism in the stage."
     if files := [f"{d['file']} ({d['recorded'][:12]} recorded, {(d['now'] or 'missing')[:12]} now)" for d in data if d['stage'] == stage]: return 'data hash differs: ' + ', '.join(files)
     if not notebook.get('same', True): return f"notebook hash differs: {notebook['sha256'][:12]} ran, {str(notebook['recorded'])[:12]} recorded"
     if ups := [u for u in upstream if u in differs]: return 'upstream stage differs: ' + ', '.join(ups)
-    if packages: return 'package versions differ: ' + '; '.join(packages[:4]) + (f' (and {len(packages) - 4} more)' if len(packages) > 4 else '')
-    return 'nondeterminism in the stage'
+    from mlnb.keys import KEY_PACKAGES
+    norm = lambda n: n.replace('-', '_').lower()
+    key = [p for p in packages if norm(p.split()[0]) in {'python', *map(norm, KEY_PACKAGES)}]
+    if key: return 'package versions differ: ' + '; '.join(key[:4]) + (f' (and {len(key) - 4} more)' if len(key) > 4 else '')
+    return 'nondeterminism in the stage' + (f", or a package other than the key ones: {'; '.join(packages[:3])}" + (f' (and {len(packages) - 3} more)' if len(packages) > 3 else '') if packages else '')
 
 # %% ../nbs/0g_reproduce.ipynb #c42412c7
 def reproduce_plan(man: dict, run_dir: Path, work: Path, root: Path) -> tuple:
