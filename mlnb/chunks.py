@@ -125,26 +125,40 @@ def judge(frame: pd.DataFrame, limits: pd.DataFrame) -> pd.DataFrame:
     first = [c for c in TIDY if c in out] + ['lower', 'upper', 'alert']
     return out[first + [c for c in out if c not in first]]
 
-# %% ../nbs/08b_chunks.ipynb #1bd0a59a
+# %% ../nbs/08b_chunks.ipynb #100f88d6
+def _chunk_positions(frame: pd.DataFrame) -> tuple[dict, list, float]:
+    "Each chunk's x: the batch's chunks at 0, 1, …; the reference's spread evenly over as wide a stretch before them. Also the batch's keys and where the reference starts."
+    is_ref = frame.drop_duplicates('chunk').set_index('chunk').reference.astype(bool)
+    refs, batch = list(is_ref.index[is_ref]), list(is_ref.index[~is_ref])
+    width = max(len(batch), 4)
+    return {**{c: -0.5 - width + (i + 0.5) * width / len(refs) for i, c in enumerate(refs)}, **{c: float(i) for i, c in enumerate(batch)}}, batch, -0.5 - width
+
 def plot_chunks(frame: pd.DataFrame, what: str, title: str | None = None):
     "A `Figure` of the judged tidy `frame`'s values for the column or metric `what` over the chunks: reference shaded, band dashed, alerts red."
     from matplotlib.figure import Figure
     f = frame[(frame.column == what) | (frame.metric == what)]
     if f.empty: raise MlnbError(f"chunks: nothing called '{what}' to plot; the frame has columns {sorted(set(frame.column))} and metrics {sorted(set(frame.metric))}")
-    order = list(dict.fromkeys(frame.chunk)); pos = {c: i for i, c in enumerate(order)}
-    n_ref = int(frame.drop_duplicates('chunk').reference.astype(bool).sum())
+    pos, batch, start = _chunk_positions(frame)
+    n_ref = len(pos) - len(batch)
     fig = Figure(figsize=(9, 3.6)); ax = fig.subplots()
-    if n_ref: ax.axvspan(-0.5, n_ref - 0.5, color='0.85', label=f'reference chunks ({n_ref})')
+    if n_ref: ax.axvspan(start, -0.5, color='0.85', label=f'reference chunks ({n_ref})')
     groups = list(f.groupby(['column', 'metric'], sort=False))
+    finite = f.value[np.isfinite(f.value)]
+    top = max([finite.max() if len(finite) else 1.0] + [v for v in f.get('upper', pd.Series(dtype=float)) if np.isfinite(v)]) * 1.1
     for (col, met), g in groups:
-        x = g.chunk.map(pos).to_numpy()
-        line, = ax.plot(x, g.value, marker='o', ms=3, lw=1, label=met if col == what else col)
+        x, v = g.chunk.map(pos).to_numpy(), g.value.to_numpy(float)
+        gap = np.where(g.reference.astype(bool).to_numpy()[:-1] != g.reference.astype(bool).to_numpy()[1:])[0] + 1   # no line from the reference into the batch
+        line, = ax.plot(np.insert(x, gap, np.nan), np.insert(np.where(np.isfinite(v), v, np.nan), gap, np.nan), marker='o', ms=3, lw=1,
+                        label=met if len(groups) == 1 else col if met == what else met)
         if len(groups) == 1 and 'upper' in g:
             for lim in ('lower', 'upper'):
-                if np.isfinite(v := g[lim].iloc[0]): ax.axhline(v, ls='--', lw=1, color=line.get_color(), label=f'{lim} limit {v:.3g}')
-        if 'alert' in g and g.alert.any(): ax.scatter(x[g.alert.to_numpy()], g.value[g.alert], color='red', zorder=3, s=25, label='alert' if col == groups[0][0][0] else None)
-    batch = [c for c in order if c not in set(frame.chunk[frame.reference.astype(bool)])]
-    ax.set_xticks([pos[c] for c in batch], batch, rotation=30 if len(batch) > 6 else 0, ha='right' if len(batch) > 6 else 'center')
+                if np.isfinite(b := g[lim].iloc[0]): ax.axhline(b, ls='--', lw=1, color=line.get_color(), label=f'{lim} limit {b:.3g}')
+        if 'alert' in g and (al := g.alert.to_numpy(bool)).any():
+            first = col == groups[0][0][0]
+            if (fin := al & np.isfinite(v)).any(): ax.scatter(x[fin], v[fin], color='red', zorder=3, s=25, label='alert' if first else None)
+            if (inf := al & ~np.isfinite(v)).any(): ax.scatter(x[inf], np.full(inf.sum(), top), color='red', marker='^', zorder=3, s=40, label='alert: no values' if first else None)
+    long = len(batch) > 2 and sum(len(str(c)) for c in batch) > 24
+    ax.set_xticks(range(len(batch)), batch, rotation=30 if long else 0, ha='right' if long else 'center')
     ax.set(xlabel='chunk', ylabel=what if len(groups) > 1 else groups[0][0][1], title=title or f'{what} per chunk')
     ax.legend(fontsize='small'); fig.tight_layout()
     return fig

@@ -437,7 +437,7 @@ def chunk_drift(cal: dict, chunks: list) -> pd.DataFrame:
     rows = pd.DataFrame([r for key, chunk in chunks for r in _column_rows(cal, key, False, drift_view(chunk, cal['kinds'], cal['words'], cal['cats']), cal['view'])])
     return pd.concat([cal['frame'], judge(_weighted(cal, judge(rows, cal['limits'])), cal['limits'])], ignore_index=True)
 
-# %% ../nbs/08_drift.ipynb #95014495
+# %% ../nbs/08_drift.ipynb #31347d23
 ALERT_ON = ('weighted_drift', 'reconstruction_error', '_proba', '_prediction')
 
 def drift_alerts(frame: pd.DataFrame, alert_on: tuple = ALERT_ON, top: int = 3) -> pd.DataFrame:
@@ -448,13 +448,15 @@ def drift_alerts(frame: pd.DataFrame, alert_on: tuple = ALERT_ON, top: int = 3) 
         cols = g[g.score.notna()].sort_values('score', ascending=False, kind='stable')
         drifted = list(cols.column[cols.alert])
         w = g.value[g.metric == 'weighted_drift']
-        out.append(dict(chunk=key, alert=bool(len(hit)), alerts=[c if c in alert_on else m for c, m in zip(hit.column, hit.metric)],
-                        weighted_drift=float(w.iloc[0]) if len(w) else np.nan, drivers=(drifted or list(cols.column[:top])) if len(hit) else [], drifted=drifted))
+        alerts = [c if c in alert_on else m for c, m in zip(hit.column, hit.metric)]
+        drivers = drifted or (list(cols.column[:top]) if 'weighted_drift' in alerts else []) if alerts else []
+        out.append(dict(chunk=key, alert=bool(alerts), alerts=alerts, weighted_drift=float(w.iloc[0]) if len(w) else np.nan, drivers=drivers, drifted=drifted))
     return pd.DataFrame(out, columns=['chunk', 'alert', 'alerts', 'weighted_drift', 'drivers', 'drifted'])
 
 def drift_summary(frame: pd.DataFrame, alert_on: tuple = ALERT_ON) -> str:
     "One line: how many chunks alerted, and for each what left its band and the columns that drove it with their weighted scores."
     a, score = drift_alerts(frame, alert_on), frame.dropna(subset=['score']).set_index(['chunk', 'column']).score
     if not a.alert.any(): return f"no drift alert in {len(a)} chunk(s): weighted drift at most {a.weighted_drift.max():.2f}"
-    what = lambda r: f"{r.chunk} ({', '.join(r.alerts)}; driven by {', '.join(f'{c} {score[r.chunk, c]:.2f}' for c in r.drivers)})"
+    by = lambda r: f"driven by {', '.join(f'{c} {score[r.chunk, c]:.2f}' for c in r.drivers)}" if r.drivers else 'no input column out of its band'
+    what = lambda r: f"{r.chunk} ({', '.join(r.alerts)}; {by(r)})"
     return f"drift alert in {int(a.alert.sum())} of {len(a)} chunk(s): " + '; '.join(what(r) for r in a[a.alert].itertuples())

@@ -235,3 +235,12 @@ def test_a_registered_version_carries_its_importance(tmp_path):
     reg = Registry(tmp_path/'registry')
     v = reg.register('m', LogisticRegression().fit(X, [0, 0, 1, 1]), schema={}, reference=X, metrics={}, importance={'age': 0.75, 'hours': 0.25})
     assert reg.load(f'm@{v}').importance == {'age': 0.75, 'hours': 0.25}
+
+def test_prediction_alone_names_no_column(watched):
+    "The model's output moved, its inputs did not (as after a broken model file): the prediction alerts, and no column is blamed."
+    from mlnb.drift import chunk_drift, drift_alerts, drift_summary
+    batch = watched['pool'].sample(1000, random_state=2)
+    frame = chunk_drift(watched['cal'], [('2024-05', batch.assign(_proba=np.sqrt(batch._proba)))])
+    a = drift_alerts(frame).iloc[0]
+    assert a.alerts == ['_proba'] and a.drivers == [] and a.drifted == []
+    assert drift_summary(frame) == 'drift alert in 1 of 1 chunk(s): 2024-05 (_proba; no input column out of its band)'
