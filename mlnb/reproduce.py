@@ -84,9 +84,10 @@ def package_changes(old_env: dict, new_env: dict) -> list:
     out = [f"{k} {a.get(k) or 'absent'} → {b.get(k) or 'absent'}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
     return ([f"python {old_env.get('python')} → {new_env.get('python')}"] if old_env.get('python') != new_env.get('python') else []) + out
 
-def likely_cause(stage: str, upstream: list, differs: set, data: list, notebook: dict, packages: list) -> str:
-    "Why a stage's outputs differ: its data file changed, its notebook is not the recorded one, an upstream stage differs, a key package's version differs, else nondeterminism in the stage."
+def likely_cause(stage: str, upstream: list, differs: set, data: list, notebook: dict, packages: list, live: str | None = None) -> str:
+    "Why a stage's outputs differ: its data file changed, its notebook is not the recorded one, it read a live source (`live`: sql, http) again, an upstream stage differs, a key package's version differs, else nondeterminism in the stage."
     if files := [f"{d['file']} ({d['recorded'][:12]} recorded, {(d['now'] or 'missing')[:12]} now)" for d in data if d['stage'] == stage]: return 'data hash differs: ' + ', '.join(files)
+    if live: return f'live {live} source read again: what it returns may have changed since the run (its content has no recorded hash)'
     if not notebook.get('same', True): return f"notebook hash differs: {notebook['sha256'][:12]} ran, {str(notebook['recorded'])[:12]} recorded"
     if ups := [u for u in upstream if u in differs]: return 'upstream stage differs: ' + ', '.join(ups)
     from mlnb.keys import KEY_PACKAGES
@@ -113,6 +114,7 @@ def reproduce_plan(man: dict, run_dir: Path, work: Path, root: Path) -> tuple:
 # %% ../nbs/0g_reproduce.ipynb #7930e29e
 def compare_runs(man: dict, new: dict, registry: Path, notebooks: dict, data: list, packages: list) -> list:
     "Every row of `compare_stage` for each stage both runs have, with `stage` and, where a stage differs, its `likely_cause`; `registry`: where the new run registered."
+    from mlnb.keys import live_source
     rows, differs = [], set()
     for name, st in man['stages'].items():
         if name not in new['stages'] or st['status'] not in ('ok', 'cached'): continue
@@ -120,7 +122,7 @@ def compare_runs(man: dict, new: dict, registry: Path, notebooks: dict, data: li
         files = [registered_files(st['glued']), registered_files(nst['glued'] | {'registry': str(registry)})] if {'model_name', 'version'} <= st['glued'].keys() else []
         got = compare_stage(st, nst, *files)
         if nst['status'] != 'ok': got.append(dict(kind='stage', name='status', old=st['status'], new=nst['status'], same=False))
-        cause = '' if all(r['same'] for r in got) else likely_cause(name, st.get('upstream') or [], differs, data, notebooks.get(name, {}), packages)
+        cause = '' if all(r['same'] for r in got) else likely_cause(name, st.get('upstream') or [], differs, data, notebooks.get(name, {}), packages, live_source(st.get('parameters') or {}))
         if cause: differs.add(name)
         rows += [dict(stage=name, **r, cause='' if r['same'] else cause) for r in got]
     return rows
