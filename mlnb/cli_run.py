@@ -58,7 +58,7 @@ def cmd_sweep(a, raw: dict) -> int:
     With `--executor dask` or `--scheduler`, every run's stages go to one Dask cluster (a LocalCluster for the whole sweep, or the one named)."""
     from mlnb.sweep import write_combinations
     from mlnb.pipeline import load_plan
-    if given := [f for f, v in (('--force', a.force is not None), ('--only', a.only), ('--from', getattr(a, 'from')), ('--until', a.until)) if v]:
+    if given := [f for f, v in (('--force', a.force is not None), ('--only', a.only), ('--from', getattr(a, 'from')), ('--until', a.until), ('--run-id', getattr(a, 'run_id', None))) if v]:
         raise MlnbError(f"{a.params} is a sweep: {', '.join(given)} cannot be used with it; run a combination's file under the sweep folder instead")
     runs_dir = Path(a.runs_dir) if a.runs_dir else project_root()/'outputs'/'runs'
     sid, combos = write_combinations(raw, a.params, runs_dir)
@@ -127,7 +127,7 @@ def cmd_run(a) -> int:
           f"{'to run: ' + ', '.join(todo) if todo else 'all cached'}", flush=True)
     if executor == 'dask' and todo: print(f"executor: dask, {'the scheduler at ' + scheduler if scheduler else 'a LocalCluster started for this run'}", flush=True)
     man = run_plan(plan, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote if zygote is not None else True,
-                   jobs=a.jobs, keep_going=a.keep_going, executor=executor, scheduler=scheduler, remote=getattr(a, 'remote', None), **opts)
+                   jobs=a.jobs, keep_going=a.keep_going, executor=executor, scheduler=scheduler, remote=getattr(a, 'remote', None), run_id=getattr(a, 'run_id', None), **opts)
     run_dir = Path(runs_dir or plan.root/'outputs'/'runs')/man['run_id']
     done = sum(s['status'] in ('ok', 'cached') for s in man['stages'].values())
     cached = sum(s['status'] == 'cached' for s in man['stages'].values())
@@ -193,6 +193,8 @@ def add_parsers(sub):
     r.add_argument('--scheduler', metavar='ADDRESS', help='a running Dask scheduler, e.g. tcp://HOST:8786, or $MLNB_DASK_SCHEDULER: the run executes there (unless --executor local)')
     r.add_argument('--resume', nargs='?', const='latest', metavar='RUN', help='run the parameter file of a failed or interrupted run again '
                    '(default: the latest); the stages that succeeded come from the cache')
+    r.add_argument('--run-id', metavar='ID', help='the run\'s id (default: a new one); a run of that id that exists is joined, its stages that ended ok kept: '
+                   'one `--only STAGE --run-id ID` a stage builds one run (the Airflow DAG of `mlnb export airflow` runs it so)')
     st = sub.add_parser('status', help='say which stages of a parameter file are cached and why the others will run'); st.set_defaults(func=cmd_status)
     st.add_argument('params', nargs='?', default='params/default.yaml')
     ca = sub.add_parser('cache', help='manage the cache of stage results'); ca.set_defaults(func=cmd_cache)

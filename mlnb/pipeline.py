@@ -22,8 +22,8 @@ __all__ = ['DATA_PARAMS', 'Stage', 'Plan', 'find_notebook', 'read_params', 'stag
            'has_parameters_cell', 'declared_params', 'data_files', 'upstream_reads', 'check_stage', 'source_problems',
            'stage_resources', 'load_plan', 'git_state', 'new_run_id', 'now', 'freeze', 'keep_notebooks', 'stage_inputs',
            'split_scraps', 'failure', 'cache_path', 'select_stages', 'will_execute', 'thread_budget', 'run_plan', 'run',
-           'load_manifest', 'headline_value', 'list_runs', 'find_run', 'KEY_PACKAGES', 'environment', 'parameter_names',
-           'stage_params', 'mirror_dir']
+           'merge_joined', 'save_joined', 'load_manifest', 'headline_value', 'list_runs', 'find_run', 'KEY_PACKAGES',
+           'environment', 'parameter_names', 'stage_params', 'mirror_dir']
 
 # %% ../nbs/01_pipeline.ipynb #bdda037d
 from .keys import RUNNER_PARAMS, is_check  # RUNNER_PARAMS: upstream, artifacts, run_id, run_params: set by the runner, never by the parameter file
@@ -337,14 +337,16 @@ def thread_budget(cores: int, cap: int, used: int, n_parallel: int) -> int:
 
 def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True, cache=True,
              force=(), only=None, start=None, until=None, jobs: int | None = None, keep_going: bool = False,
-             executor: str = 'local', scheduler: str | None = None, remote: str | None = None) -> dict:
+             executor: str = 'local', scheduler: str | None = None, remote: str | None = None, run_id: str | None = None) -> dict:
     """Run `plan` into a new run folder, reusing cached stages; return the manifest (also written to `run.json`).
     Stages with no path between them run at once, up to `jobs` (default: the cores), each with a thread budget;
     after a failure nothing new starts unless `keep_going` (then every stage not depending on it runs).
     `force`: stage names (or 'all') to run even when cached; `only`/`start`/`until`: a partial run (`--only`, `--from`, `--until`);
     `zygote`: see `KernelPool`; `cache`: False to neither read nor write the cache index;
     `executor`: `local` (kernels on this machine) or `dask` (each stage a task on a LocalCluster, or on the cluster at `scheduler`);
-    `remote`: an fsspec URL the run is copied to as it goes (`runs_dir` is then its local mirror; Dask workers read and write the URL)."""
+    `remote`: an fsspec URL the run is copied to as it goes (`runs_dir` is then its local mirror; Dask workers read and write the URL);
+    `run_id`: the run's id (default: a new one); a run of that id that exists is joined: its stages that ended ok stay, this call's are added
+    (one `mlnb run --only STAGE --run-id ID` a stage, as an Airflow DAG runs them, builds one run)."""
     from mlnb.cache import Cache, lookup, stage_effect, link_entry, plan_status
     from mlnb.keys import stage_parts, output_digest, versions, named_files
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
@@ -360,8 +362,11 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     stages = [s for s in plan.stages if s.name in include]
     force = set(force) | must_run
     predicted = {r['stage']: r['state'] for r in plan_status(plan, db, force)} if db else {}
-    run_id = new_run_id(); run_dir = runs_dir/run_id
-    (run_dir/'artifacts').mkdir(parents=True)
+    if run_id and not re.fullmatch(r'[\w.-]+', run_id): raise MlnbError(f"--run-id {run_id!r}: use letters, digits, '.', '-' and '_' only")
+    given, run_id = run_id, run_id or new_run_id(); run_dir = runs_dir/run_id
+    joined = load_manifest(run_dir) if given and (run_dir/'run.json').exists() else None  # --run-id of a run that exists: join it
+    if joined and joined['params'] != json.loads(json.dumps(plan.raw, default=str)): raise MlnbError(f'--run-id {run_id}: that run has other parameters than {plan.path}')
+    (run_dir/'artifacts').mkdir(parents=True, exist_ok=bool(given))
     shutil.copy(plan.path, run_dir/'params.yaml')
     outputs = {s.name: f'{i:02d}_{s.name}.ipynb' for i, s in enumerate(plan.stages, 1)}
     man = dict(run_id=run_id, status='running', started=now(), ended=None, duration_s=None, pid=os.getpid(), host=platform.node(),
@@ -375,9 +380,11 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         man['stages'][s.name] = dict(notebook=str(s.notebook.relative_to(plan.root) if s.notebook.is_relative_to(plan.root) else s.notebook),
                                      notebook_sha256=sha256_file(s.notebook), output=outputs[s.name], upstream=s.upstream,
                                      parameters=None, status='pending', duration_s=None, glued={}, artifacts={})
+    done = {n: st for n, st in (joined or {}).get('stages', {}).items() if n in man['stages'] and st['status'] in ('ok', 'cached') and not {n, 'all'} & force}
+    man['stages'].update(done); mine, names = set(man['stages']) - set(done), [s.name for s in plan.stages]  # a joined run's stages that ended ok stay as they are
     if man['git'].get('dirty') is not False:  # uncommitted changes (or no git): git cannot give these notebooks back
         for n, rel in keep_notebooks({s.name: s.notebook for s in stages}, run_dir).items(): man['stages'][n]['notebook_copy'] = rel
-    save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str))  # the manifest's one writer: this thread
+    save = lambda: write_text(run_dir/'run.json', json.dumps(man, indent=1, default=str)) if joined is None else save_joined(man, run_dir, mine, names)  # the manifest's one writer: this thread
     save()
     audit = audit_path(runs_dir.resolve().parent)
     record('run.start', audit, run_id=run_id, params_file=str(plan.path), commit=man['git'].get('commit'), dirty=man['git'].get('dirty'), stages=[s.name for s in stages])
@@ -402,7 +409,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
             for s in stages:
                 if predicted.get(s.name) != 'cached': ex.prepare(jobs_of[s.name])  # forked as soon as the zygote has what it imports
         return ex
-    pending, running, looked, halted = list(stages), {}, {}, False  # running: stage -> (threads, t0, key, parts)
+    pending, running, looked, halted = [s for s in stages if s.name not in done], {}, {}, False  # running: stage -> (threads, t0, key, parts)
     def finish(job, err):
         nonlocal halted
         st, (_, t0, key, parts) = man['stages'][job.name], running.pop(job.name)
@@ -418,6 +425,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
             st.update(status='failed', error=failure(err)); man['status'] = 'failed'; halted = True
             man.setdefault('failed_stage', job.name)
         save(); on_stage and on_stage(job.name, st)
+    for n, st in done.items(): digests[n] = output_digest(st['glued'], st['artifacts']); on_stage and on_stage(n, st)
     try:
         if any(predicted.get(s.name) != 'cached' for s in stages): executor()
         elif zygote not in (True, False): zygote.close()  # nothing to run: the zygote the CLI started is not needed
@@ -472,7 +480,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         save()
         record('run.end', audit, run_id=run_id, params_file=str(plan.path), status=man['status'], duration_s=man['duration_s'], failed_stage=man.get('failed_stage'))
         if renderer: renderer.close()
-        if render: write_report(man, run_dir)
+        if render: write_report(man if joined is None else load_manifest(run_dir), run_dir)
         push(['params.yaml', 'report.html', *(o.replace('.ipynb', '.html') for o in outputs.values()), 'run.json'])
     return man
 
@@ -480,6 +488,24 @@ def run(params_path: str | Path = 'params/default.yaml', runs_dir=None, on_stage
     "Check the parameter file, then run it: `mlnb run` as a function (`kw`: see `run_plan`)."
     return run_plan(load_plan(params_path), runs_dir, on_stage, render, **kw)
 
+
+# %% ../nbs/01_pipeline.ipynb #e50904f5
+def merge_joined(man: dict, disk: dict, mine: set, names: list) -> dict:
+    "The manifest of a joined run: the stages `mine` as this call has them, the others as `disk` has them, in the order `names`."
+    stages = {n: st for n in names if (st := (man if n in mine else disk)['stages'].get(n))}
+    out = {**man, 'started': disk['started'], 'stages': stages}
+    if failed := [n for n, st in stages.items() if st['status'] == 'failed']: out.update(status='failed', failed_stage=out.get('failed_stage') or failed[0])
+    if len(stages) == len(names) and all(st['status'] in ('ok', 'cached') for st in stages.values()): out.pop('partial', None)
+    if out.get('ended'): out['duration_s'] = round((dt.datetime.fromisoformat(out['ended']) - dt.datetime.fromisoformat(out['started'])).total_seconds(), 3)
+    return out
+
+def save_joined(man: dict, run_dir: Path, mine: set, names: list) -> dict:
+    "Write `man` into the manifest of the joined run in `run_dir`, merged with what other calls wrote (`merge_joined`), under a lock."
+    import fcntl
+    with open(run_dir/'.run.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = merge_joined(man, json.loads((run_dir/'run.json').read_text()), mine, names)
+        write_text(run_dir/'run.json', json.dumps(out, indent=1, default=str)); return out
 
 # %% ../nbs/01_pipeline.ipynb #3d2beebf
 def _alive(pid) -> bool:
