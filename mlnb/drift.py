@@ -351,7 +351,7 @@ def edge_scale(value, lower, upper, thresholds: str = 'band') -> np.ndarray:
     if thresholds == 'pvalue': return np.log(np.clip(value, 1e-300, 1)) / np.log(lower)
     with np.errstate(divide='ignore', invalid='ignore'): return np.where(upper > 0, value / upper, np.where(value > 0, np.inf, 0.0))
 
-# %% ../nbs/08_drift.ipynb #fc1240fa
+# %% ../nbs/08_drift.ipynb #7162a94e
 def _shares(codes: np.ndarray) -> tuple[np.ndarray, float]:
     "Each category code's share of the reference `codes` (one more for new values: 0), and the missing share."
     ok = ~np.isnan(codes)
@@ -363,20 +363,24 @@ def _encode(enc: dict, view: pd.DataFrame) -> np.ndarray:
         if e[0] == 'num': return np.where(np.isnan(v), 0.5, (np.searchsorted(e[1], v, 'left') + np.searchsorted(e[1], v, 'right')) / (2 * len(e[1])))
         shares, missing = e[1]
         return np.where(np.isnan(v), missing, shares[np.minimum(np.nan_to_num(v, nan=0).astype(int), len(shares) - 1)])
-    return np.column_stack([one(view[c].to_numpy(float), e) for c, e in enc.items()])
+    V = view[list(enc)].to_numpy(float)
+    return np.column_stack([one(V[:, j], e) for j, e in enumerate(enc.values())])
+
+def _residual(components: np.ndarray, Z: np.ndarray) -> float:
+    "Mean distance between the standardised rows `Z` and their projection on the `components`."
+    return float(np.linalg.norm(Z - Z @ components.T @ components, axis=1).mean())
 
 def reconstruction_model(view: pd.DataFrame, kinds: dict, variance: float = 0.65) -> dict:
-    "The reference `view`'s encoding (numbers as quantiles, categories as shares, both standardised), a PCA keeping `variance` of it, and the reference's own `error`."
-    from sklearn.decomposition import PCA
+    "The reference `view`'s encoding (numbers as quantiles, categories as shares, both standardised), its principal components keeping `variance`, and its own `error`."
     enc = {c: ('cat', _shares(view[c].to_numpy(float))) if kinds[c] == 'cat' else ('num', np.sort(view[c].dropna().to_numpy(float))) for c in view.columns}
     X = _encode(enc, view); mu, sd = X.mean(0), X.std(0); sd[sd == 0] = 1
-    model = dict(enc=enc, mu=mu, sd=sd, pca=PCA(variance, svd_solver='full').fit((X - mu) / sd))
-    return dict(model, error=reconstruction_error(model, view))
+    _, s, vt = np.linalg.svd(Z := (X - mu) / sd, full_matrices=False)
+    components = vt[:int(np.searchsorted(np.cumsum(s ** 2) / np.sum(s ** 2), variance, side='right')) + 1]   # as scikit-learn's PCA(variance) keeps
+    return dict(enc=enc, mu=mu, sd=sd, components=components, error=_residual(components, Z))
 
 def reconstruction_error(model: dict, view: pd.DataFrame) -> float:
     "Mean distance between the rows of `view`, encoded as the reference was, and their reconstruction from the reference's components."
-    Z = (_encode(model['enc'], view) - model['mu']) / model['sd']
-    return float(np.linalg.norm(Z - model['pca'].inverse_transform(model['pca'].transform(Z)), axis=1).mean())
+    return _residual(model['components'], (_encode(model['enc'], view) - model['mu']) / model['sd'])
 
 # %% ../nbs/08_drift.ipynb #bf1b58a4
 def domain_auc(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict, rows: int = 2000, folds: int = 3, seed: int = 0) -> float:
