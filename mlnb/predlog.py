@@ -97,7 +97,7 @@ def log_files(path: str | Path) -> list:
     return [q for q in old if q.suffix[1:].isdigit()] + ([p] if p.exists() else [])
 
 def read_prediction_log(path: str | Path, need_inputs: bool = True) -> pd.DataFrame:
-    "The inputs of a prediction log (and its rotated files) as a frame, with `_prediction`, `_version`, `_time`, `_unseen`, `_id` and `_request_id` columns."
+    "The inputs of a prediction log (and its rotated files) as a frame, with `_prediction`, `_version`, `_time`, `_unseen`, `_id` and `_request_id` columns; the columns logged masked (pii) in `.attrs['pii_masked']`."
     files = log_files(path)
     if not files: raise MlnbError(f'prediction log {path} does not exist')
     texts = {f: f.read_text() for f in files}
@@ -107,8 +107,10 @@ def read_prediction_log(path: str | Path, need_inputs: bool = True) -> pd.DataFr
     if need_inputs and 'inputs' not in rows[-1]:
         raise MlnbError(f"prediction log {path} holds no inputs (the server ran with --log-inputs {'hashed' if 'inputs_hashed' in rows[-1] else 'none'}); "
                         'drift checks need --log-inputs full')
-    return pd.DataFrame([dict(r.get('inputs', {}), _prediction=r['prediction'], _version=r['version'], _time=r['time'],
-                              _unseen=','.join(r.get('unseen', [])), _id=r.get('id'), _request_id=r.get('request_id')) for r in rows])
+    out = pd.DataFrame([dict(r.get('inputs', {}), _prediction=r['prediction'], _version=r['version'], _time=r['time'],
+                             _unseen=','.join(r.get('unseen', [])), _id=r.get('id'), _request_id=r.get('request_id')) for r in rows])
+    out.attrs['pii_masked'] = [c for c in out.columns if not str(c).startswith('_') and not pd.api.types.is_numeric_dtype(out[c]) and out[c].eq(MASK).any()]  # logged masked: no values to compare
+    return out
 
 # %% ../nbs/05c_predlog.ipynb #59a4c663
 def _keys(s: pd.Series) -> pd.Series:

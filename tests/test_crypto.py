@@ -100,6 +100,7 @@ def test_prediction_log_sealed_per_line_with_pii_masked(tmp_path, key, monkeypat
     assert 'Eskimo' not in text and '"x"' not in text.splitlines()[1] and len(text.splitlines()) == 3
     back = read_prediction_log(tmp_path/'p.jsonl')
     assert back[['x', 'race', '_id']].fillna('-').values.tolist() == [[0, MASK, '-'], [1, MASK, 'r1-0'], [2, '-', 'r1-1']]
+    assert back.attrs['pii_masked'] == ['race']   # for the monitor: no values to compare
     monkeypatch.setenv('MLNB_DATA_KEY', new_key())
     with pytest.raises(MlnbError, match=r'prediction log .*p.jsonl line 2 could not be decrypted with this key'): read_prediction_log(tmp_path/'p.jsonl')
     monkeypatch.delenv('MLNB_DATA_KEY')
