@@ -31,8 +31,8 @@ def monitor_params(a, extra: dict) -> dict:
 # %% ../nbs/03f_cli_monitor.ipynb #5a923adc
 def retrain_reasons(g: dict) -> list:
     "What in the monitor run's glued values `g` calls for retraining: performance outside its band (estimated or realized) or a drop of the judged metrics; never drift alone."
-    band = lambda p: ' – '.join('…' if v is None else f'{v:.3g}' for v in (p['lower'], p['upper']))
-    out = [f"{p['kind']} {p['metric']} {p['value']:.3g} in chunk {p['chunk']} outside its band {band(p)}" for p in g.get('performance_alerts') or []]
+    from mlnb.monitor import band_text
+    out = [f"{p['kind']} {p['metric']} {p['value']:.3g} in chunk {p['chunk']} ({band_text(p['lower'], p['upper'])})" for p in g.get('performance_alerts') or []]
     if g.get('performance_drop'): out.append('judged metrics dropped against the test values: ' + ', '.join(f"{p['metric']} {p['current']:.4g} vs {p['reference']:.4g}" for p in g['performance'] if p['flag']))
     return out
 
@@ -91,7 +91,8 @@ def cmd_monitor(a) -> int:
     if a.retrain:  # asked to retrain and it could not, or its run failed: 1, as a failed stage
         if not (why := retrain_reasons(g)):
             print('retrain: not triggered: performance, estimated and realized, stayed in its band' + (' (drift alone does not retrain)' if acted else ''))
-        elif not g['labelled'] or not a.data: print(f"retrain: triggered by {why[0]}, but the new batch has no labels, so it cannot be trained on", file=sys.stderr); return 1
+        elif not g['labelled'] or not a.data: print(f"retrain: triggered by {why[0]}, but retraining needs a labelled --data batch to train on"
+                                                         + ('' if a.data else ' (a prediction log is not one)'), file=sys.stderr); return 1
         elif retrain(a, g, run_dir, why)['status'] != 'ok': return 1
     return 3 if acted else 0
 

@@ -11,8 +11,8 @@ from .core import MlnbError
 # %% auto #0
 __all__ = ['JUDGED', 'PERF_KINDS', 'HEADLINE', 'REALIZED', 'model_markers', 'model_numbers', 'batch_features', 'as_trained',
            'unseen_categories', 'monitor_task', 'compared_predictions', 'judged_limits', 'batch_chunks',
-           'reference_size', 'realized_band', 'monitor_results', 'performance_alerts', 'alert_rows', 'performance_line',
-           'text_comparison', 'monitor_summary']
+           'reference_size', 'realized_band', 'monitor_results', 'performance_alerts', 'alert_rows', 'band_text',
+           'performance_line', 'text_comparison', 'monitor_summary']
 
 # %% ../nbs/90_monitor.ipynb #a44438eb
 from .drift import as_code, like_reference
@@ -102,20 +102,20 @@ HEADLINE = ('weighted_drift', 'reconstruction_error', 'prediction')
 
 REALIZED = {'binary': ['roc_auc', 'accuracy'], 'multiclass': ['accuracy'], 'regression': ['mae', 'rmse']}
 
-def realized_band(perf: pd.DataFrame, centre: dict) -> pd.DataFrame:
-    "`metric, lower, upper` of the realized metrics judged: the reference chunks' band, moved so its middle is `centre[metric]` (the model's held-out test value)."
-    ref = perf[perf.period == 'reference'].groupby('metric', sort=False).agg(mean=('realized', 'mean'), lower=('alert_lower', 'first'), upper=('alert_upper', 'first'))
-    ref = ref[ref.index.isin(list(centre))]; shift = pd.Series(centre, dtype=float).reindex(ref.index) - ref['mean']
-    return pd.DataFrame({'lower': ref.lower + shift, 'upper': ref.upper + shift}).rename_axis('metric').reset_index()
+def realized_band(test: dict, max_drop: float) -> pd.DataFrame:
+    "`metric, lower, upper` a chunk's realized metrics are judged in: no worse than the model's `test` value by more than `max_drop` (an error: by that share of it)."
+    from mlnb.chunks import metric_side
+    rows = [(m, np.nan, v * (1 + max_drop)) if metric_side(m) == 'upper' else (m, v - max_drop, np.nan) for m, v in test.items()]
+    return pd.DataFrame(rows, columns=['metric', 'lower', 'upper'])
 
-def monitor_results(drift: pd.DataFrame, perf: pd.DataFrame | None = None, prediction: str | None = None, centre: dict | None = None) -> pd.DataFrame:
-    "The batch chunks' results as the history keeps them (`chunk_index, chunk, metric, kind, value, lower, upper, alert`): drift per column and overall, estimated and realized performance (judged in `realized_band` where `centre` names the metric)."
+def monitor_results(drift: pd.DataFrame, perf: pd.DataFrame | None = None, prediction: str | None = None, test: dict | None = None, max_drop: float = 0.05) -> pd.DataFrame:
+    "The batch chunks' results as the history keeps them (`chunk_index, chunk, metric, kind, value, lower, upper, alert`): drift per column and overall, estimated and realized performance (judged by `realized_band` where `test` has the metric)."
     from mlnb.drift import ALL
     d = drift[~drift.reference.astype(bool)]
     name = np.where(d.column == ALL, d.metric, np.where(d.column == prediction, 'prediction', d.column))
     out = [pd.DataFrame(dict(chunk=d.chunk, metric=name, kind='drift', value=d.value, lower=d.lower, upper=d.upper, alert=d.alert.astype(bool)))]
     if perf is not None and len(perf):
-        p = perf[perf.period == 'analysis']; r = p[p.realized.notna()][['chunk', 'metric', 'realized']].merge(realized_band(perf, centre or {}), on='metric', how='left')
+        p = perf[perf.period == 'analysis']; r = p[p.realized.notna()][['chunk', 'metric', 'realized']].merge(realized_band(test or {}, max_drop), on='metric', how='left')
         out += [pd.DataFrame(dict(chunk=p.chunk, metric=p.metric, kind='estimated', value=p.estimated, lower=p.alert_lower, upper=p.alert_upper, alert=p.alert.astype(bool))),
                 pd.DataFrame(dict(chunk=r.chunk, metric=r.metric, kind='realized', value=r.realized, lower=r.lower, upper=r.upper, alert=(r.realized < r.lower) | (r.realized > r.upper)))]
     res = pd.concat(out, ignore_index=True)
@@ -137,10 +137,14 @@ def alert_rows(results: pd.DataFrame, drivers: dict) -> list:
 
 
 # %% ../nbs/90_monitor.ipynb #d6e23fce
+def band_text(lo, hi) -> str:
+    "A band in words: `band lo – hi`, or `at least lo` / `at most hi` when it has one side."
+    return f'band {lo:.3g} – {hi:.3g}' if pd.notna(lo) and pd.notna(hi) else f'at least {lo:.3g}' if pd.notna(lo) else f'at most {hi:.3g}'
+
 def performance_line(results: pd.DataFrame) -> str:
     "Whether performance moved: the estimated or realized values outside their band on the worse side, else the first metric's estimates and band."
     est, bad = results[results.kind == 'estimated'], performance_alerts(results)
-    if len(bad): return ('performance LEFT its band: ' + ', '.join(f'{r.kind} {r.metric} {r.value:.3g} in {r.chunk} (band {r.lower:.3g} – {r.upper:.3g})' for r in bad.head(4).itertuples())
+    if len(bad): return ('performance LEFT its band: ' + ', '.join(f'{r.kind} {r.metric} {r.value:.3g} in {r.chunk} ({band_text(r.lower, r.upper)})' for r in bad.head(4).itertuples())
                          + (f' and {len(bad) - 4} more' if len(bad) > 4 else ''))
     if est.empty: return 'performance not estimated'
     e = est[est.metric == est.metric.iloc[0]]; lo, hi = e.value.min(), e.value.max()
