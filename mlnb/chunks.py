@@ -65,12 +65,12 @@ def chunk_batch(df: pd.DataFrame, chunk_by: str | None = None, period: str | Non
     if chunk_by: return chunk_by_period(df, chunk_by, period)
     return chunk_by_size(df, (len(df) or 1) if chunk_size is None else chunk_size, last)
 
-# %% ../nbs/08b_chunks.ipynb #34beed6e
+# %% ../nbs/08b_chunks.ipynb #ea6d58a3
 def median_rows(chunks: list) -> int:
     "The median number of rows of the `(key, frame)` chunks: the size of the reference chunks for a period chunking."
     return int(np.median([len(f) for _, f in chunks]))
 
-def reference_chunks(reference: pd.DataFrame, size: int, n: int = 100, seed: int = 0) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+def reference_chunks(reference: pd.DataFrame, size: int, n: int = 30, seed: int = 0) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     "`n` chunks of `size` reference rows, each with the rest of the reference: the reference cut after fresh seeded shuffles."
     if len(reference) < 2 * size:
         raise MlnbError(f'chunks: the reference has {len(reference):,} rows, too few for chunks of {size:,} rows (at least {2 * size:,}: '
