@@ -86,7 +86,6 @@ class _Executor:
 class LocalExecutor(_Executor):
     "Runs stages in local kernels forked from a warm zygote, each in a thread of its own: several at once when the runner starts several."
     def __init__(self, cwd: Path, notebooks=(), zygote: Zygote | bool = True):
-        threading.Thread(target=register_engine, name='mlnb-papermill-import', daemon=True).start()  # papermill's import (~0.6 s) beside the zygote's start, not before the first stage
         self.cwd, self.pool, self.done, self.running = Path(cwd), KernelPool(cwd, notebooks, zygote=zygote), queue.Queue(), {}
     def prepare(self, job: Job):
         "Start `job`'s kernel now, so it is warm when the job starts."
