@@ -138,8 +138,7 @@ def effect_problem(effect: dict | None) -> str | None:
 # %% ../nbs/09_cache.ipynb #169c2c4a
 def check_entry(cache: Cache, e: dict) -> str | None:
     "Why entry `e` cannot be used (a missing or changed file, a lost effect), or None when it can."
-    from mlnb.core import MlnbError
-    from mlnb.crypto import data_key, is_encrypted
+    from mlnb.core import MlnbError, data_key, is_encrypted
     rd = Path(e['run_dir'])
     if not (rd/e['output']).is_file(): return f"its executed notebook {rd/e['output']} is gone"
     for name, ref in (e['artifacts'] or {}).items():

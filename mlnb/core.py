@@ -4,17 +4,19 @@
 
 # %% ../nbs/00_core.ipynb #fbbd3159
 from __future__ import annotations
-import hashlib, io, json, os, tempfile, zipfile
+import base64, binascii, hashlib, io, json, os, tempfile, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXTRA_TYPES', 'ZIP_EPOCH', 'ADDRESS_ATTRS', 'PNG_METADATA', 'VOLATILE_KEY', 'SCRAP_MIME', 'TASK_KEYS',
-           'defer_rfc3987_syntax', 'MlnbError', 'project_root', 'project_path', 'atomic_path', 'write_text',
-           'sha256_file', 'read_verified', 'model_types', 'allowed_types', 'allowed_type', 'refused_types',
-           'risky_params', 'load_model', 'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir', 'save_artifact',
-           'is_artifact', 'manifest_sha256', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'show_figure',
-           'scrap_value', 'read_scraps', 'Upstream']
+__all__ = ['MAGIC', 'VERSION', 'KEY_ENV', 'KEY_FILE_ENV', 'HEADER', 'EXTRA_TYPES', 'ZIP_EPOCH', 'ADDRESS_ATTRS', 'PNG_METADATA',
+           'VOLATILE_KEY', 'SCRAP_MIME', 'TASK_KEYS', 'defer_rfc3987_syntax', 'MlnbError', 'project_root',
+           'project_path', 'atomic_path', 'write_text', 'sha256_file', 'read_verified', 'parse_key', 'new_key',
+           'data_key', 'key_id', 'encrypt_bytes', 'is_encrypted', 'decrypt_bytes', 'read_bytes', 'seal', 'write_bytes',
+           'model_types', 'allowed_types', 'allowed_type', 'refused_types', 'risky_params', 'load_model',
+           'canonical_skops', 'model_bytes', 'json_text', 'artifact_dir', 'save_artifact', 'is_artifact',
+           'manifest_sha256', 'load_artifact', 'glue', 'stable_scraps', 'glue_artifact', 'show_figure', 'scrap_value',
+           'read_scraps', 'Upstream']
 
 # %% ../nbs/00_core.ipynb #116229be
 import importlib, importlib.util, sys, types
@@ -52,6 +54,8 @@ def project_path(p: str | Path) -> Path:
     return p if p.is_absolute() else project_root()/p
 
 # %% ../nbs/00_core.ipynb #503f3d83
+MAGIC, VERSION = b'MLNBENC', 1  # the first bytes of a file mlnb encrypted, and its format's version (Data at rest, below)
+
 @contextmanager
 def atomic_path(dest: str | Path):
     "Yield a temporary path beside `dest`; it replaces `dest` only if the block finishes."
@@ -72,8 +76,7 @@ def sha256_file(path: str | Path) -> str:
     "Hex sha256 of the file at `path`; of its plaintext when mlnb encrypted it, so a hash is the same with or without a data key."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        if (first := f.read(1 << 20)).startswith(b'MLNBENC'):  # mlnb.crypto.MAGIC
-            from mlnb.crypto import read_bytes
+        if (first := f.read(1 << 20)).startswith(MAGIC):  # encrypted (Data at rest, below): the plaintext's hash
             return hashlib.sha256(read_bytes(path)).hexdigest()
         h.update(first)
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
@@ -85,12 +88,80 @@ def read_verified(path: str | Path, sha256: str, what: str = 'file') -> bytes:
     p = Path(path)
     try: data = p.read_bytes()
     except FileNotFoundError: raise MlnbError(f'{what} {p} is missing') from None
-    if data.startswith(b'MLNBENC'):  # encrypted by mlnb.crypto: the sha256 is the plaintext's
-        from mlnb.crypto import decrypt_bytes, data_key
-        data = decrypt_bytes(data, data_key(), f'{what} {p}')
+    if data.startswith(MAGIC): data = decrypt_bytes(data, data_key(), f'{what} {p}')  # encrypted (Data at rest, below): the sha256 is the plaintext's
     if (h := hashlib.sha256(data).hexdigest()) != sha256:
         raise MlnbError(f'{what} {p} has sha256 {h[:12]}…, expected {sha256[:12]}…: it changed after it was written')
     return data
+
+# %% ../nbs/00_core.ipynb #e05bf770
+KEY_ENV, KEY_FILE_ENV = 'MLNB_DATA_KEY', 'MLNB_DATA_KEY_FILE'
+
+def parse_key(text: str, where: str = KEY_ENV) -> bytes:
+    "The 32 key bytes written in `text` as 64 hex digits or as base64; an `MlnbError` naming `where` otherwise."
+    t = text.strip()
+    if len(t) == 64 and all(c in '0123456789abcdefABCDEF' for c in t): return bytes.fromhex(t)
+    try: k = base64.b64decode(t.replace('-', '+').replace('_', '/'), validate=True)
+    except (binascii.Error, ValueError): k = b''
+    if len(k) != 32: raise MlnbError(f'{where}: a data key is 32 bytes written as 64 hex digits or as base64 (44 characters); make one with mlnb.crypto.new_key()')
+    return k
+
+def new_key() -> str:
+    "A fresh random data key, as the base64 text `MLNB_DATA_KEY` takes."
+    return base64.b64encode(os.urandom(32)).decode()
+
+def data_key() -> bytes | None:
+    "The data key from `MLNB_DATA_KEY` or the file `MLNB_DATA_KEY_FILE` names; None when encryption is off."
+    if t := os.environ.get(KEY_ENV): return parse_key(t)
+    if f := os.environ.get(KEY_FILE_ENV):
+        try: return parse_key(Path(f).expanduser().read_text(), f'{KEY_FILE_ENV} ({f})')
+        except OSError as e: raise MlnbError(f'{KEY_FILE_ENV}: cannot read the key file {f}: {e.strerror}') from None
+    return None
+
+# %% ../nbs/00_core.ipynb #e828a2f5
+HEADER = len(MAGIC) + 1 + 8  # magic, version, key id; then a 12-byte nonce and the ciphertext with its tag
+
+def key_id(key: bytes) -> bytes: return hashlib.sha256(b'mlnb key id' + key).digest()[:8]
+
+def encrypt_bytes(data: bytes, key: bytes) -> bytes:
+    "`data` sealed with AES-256-GCM under `key`: header, fresh nonce, ciphertext and tag."
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    head, nonce = MAGIC + bytes([VERSION]) + key_id(key), os.urandom(12)
+    return head + nonce + AESGCM(key).encrypt(nonce, data, head)
+
+def is_encrypted(src) -> bool:
+    "Does the file at `src` (a path), or the bytes `src`, start with mlnb's encryption header?"
+    if isinstance(src, (bytes, bytearray, memoryview)): return bytes(src[:len(MAGIC)]) == MAGIC
+    try:
+        with open(src, 'rb') as f: return f.read(len(MAGIC)) == MAGIC
+    except (FileNotFoundError, IsADirectoryError): return False
+
+def decrypt_bytes(blob: bytes, key: bytes | None, where: str = 'data') -> bytes:
+    "The plaintext of the sealed `blob`; an `MlnbError` naming `where` for no key, another key, another version or a changed file."
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    if not is_encrypted(blob): raise MlnbError(f'{where} is not an mlnb encrypted file')
+    if key is None: raise MlnbError(f'{where} is encrypted; set {KEY_ENV} (or {KEY_FILE_ENV}) to the data key it was written with')
+    if blob[len(MAGIC)] != VERSION: raise MlnbError(f'{where} is encrypted in format version {blob[len(MAGIC)]}, which this mlnb does not read (it reads {VERSION})')
+    if blob[len(MAGIC) + 1:HEADER] != key_id(key):
+        raise MlnbError(f'{where} could not be decrypted with this key: it was written with another data key (key id {blob[len(MAGIC) + 1:HEADER].hex()}, this key {key_id(key).hex()})')
+    try: return AESGCM(key).decrypt(blob[HEADER:HEADER + 12], blob[HEADER + 12:], blob[:HEADER])
+    except (InvalidTag, ValueError): raise MlnbError(f'{where} could not be decrypted with this key: it was changed or cut short after it was written') from None
+
+# %% ../nbs/00_core.ipynb #7b25b9c2
+def read_bytes(path: str | Path) -> bytes:
+    "The plaintext of the file at `path`: decrypted with the data key when it is encrypted, as it is otherwise."
+    data = Path(path).read_bytes()
+    return decrypt_bytes(data, data_key(), str(path)) if is_encrypted(data) else data
+
+def seal(data: bytes, key: bytes | None = None) -> bytes:
+    "`data` encrypted under `key` (default: the data key), or as it is when encryption is off."
+    key = key or data_key()
+    return encrypt_bytes(data, key) if key else data
+
+def write_bytes(path: str | Path, data: bytes, key: bytes | None = None) -> Path:
+    "Write `data` to `path` atomically, encrypted under `key` (default: the data key) when there is one."
+    with atomic_path(path) as tmp: Path(tmp).write_bytes(seal(data, key))
+    return Path(path)
 
 # %% ../nbs/00_core.ipynb #225f8eca
 def _type_name(node: dict) -> str:
@@ -296,10 +367,9 @@ def artifact_dir(artifacts: str | Path | None) -> Path:
     return p
 
 def save_artifact(obj, name: str, artifacts: str | Path) -> dict:
-    "Write `obj` atomically as `artifacts/name.<ext>`, the same bytes for the same object; return its reference `{path, sha256, bytes}`. A frame is encrypted when a data key is set (`mlnb.crypto`); its sha256 and bytes are the plaintext's."
+    "Write `obj` atomically as `artifacts/name.<ext>`, the same bytes for the same object; return its reference `{path, sha256, bytes}`. A frame is encrypted when a data key is set; its sha256 and bytes are the plaintext's."
     art = Path(artifacts)
     if _is_frame(obj):
-        from mlnb.crypto import write_bytes
         buf = io.BytesIO(); obj.to_parquet(buf, index=False); dest = write_bytes(art/f'{name}.parquet', data := buf.getvalue())
         return dict(path=dest.relative_to(art.parents[1]).as_posix(), sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     elif _is_estimator(obj): dest, write = art/f'{name}.skops', lambda p: Path(p).write_bytes(model_bytes(obj))
