@@ -9,7 +9,7 @@ import pandas as pd
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['JUDGED', 'PERF_KINDS', 'HEADLINE', 'REALIZED', 'model_markers', 'model_numbers', 'batch_features', 'as_trained',
+__all__ = ['JUDGED', 'PERF_KINDS', 'HEADLINE', 'PER_CHUNK', 'model_markers', 'model_numbers', 'batch_features', 'as_trained',
            'unseen_categories', 'monitor_task', 'compared_predictions', 'judged_limits', 'batch_chunks',
            'reference_size', 'realized_band', 'monitor_results', 'performance_alerts', 'alert_rows', 'band_text',
            'performance_line', 'text_comparison', 'monitor_summary']
@@ -100,7 +100,7 @@ def reference_size(chunks: list, reference_rows: int) -> int:
 PERF_KINDS = ('estimated', 'realized')
 HEADLINE = ('weighted_drift', 'reconstruction_error', 'prediction')
 
-REALIZED = {'binary': ['roc_auc', 'accuracy'], 'multiclass': ['accuracy'], 'regression': ['mae', 'rmse']}
+PER_CHUNK = {'binary': ['roc_auc', 'accuracy'], 'multiclass': ['roc_auc', 'accuracy'], 'regression': ['mae', 'rmse']}
 
 def realized_band(test: dict, max_drop: float) -> pd.DataFrame:
     "`metric, lower, upper` a chunk's realized metrics are judged in: no worse than the model's `test` value by more than `max_drop` (an error: by that share of it)."
@@ -122,15 +122,15 @@ def monitor_results(drift: pd.DataFrame, perf: pd.DataFrame | None = None, predi
     order = {c: i for i, c in enumerate(dict.fromkeys(d.chunk))}
     return res.assign(chunk_index=res.chunk.map(order))[['chunk_index', 'chunk', 'metric', 'kind', 'value', 'lower', 'upper', 'alert']]
 
-def performance_alerts(results: pd.DataFrame) -> pd.DataFrame:
-    "The estimated and realized performance values of `results` outside their band on the worse side (a score below, an error above): what `--retrain` acts on."
+def performance_alerts(results: pd.DataFrame, metrics: list | None = None) -> pd.DataFrame:
+    "The estimated and realized performance values of `results` (of `metrics`, or all) outside their band on the worse side (a score below, an error above): what `--retrain` acts on."
     from mlnb.chunks import metric_side
-    p = results[results.kind.isin(PERF_KINDS)]
+    p = results[results.kind.isin(PERF_KINDS) & (results.metric.isin(metrics) if metrics else True)]
     return p[np.array([v > hi if metric_side(m) == 'upper' else v < lo for m, v, lo, hi in zip(p.metric, p.value, p.lower, p.upper)], bool)]
 
-def alert_rows(results: pd.DataFrame, drivers: dict) -> list:
-    "One alert per alerting (chunk, metric, kind) of performance or headline drift (`HEADLINE`): value, band and the columns that drove its chunk's drift (`drivers`: chunk -> columns)."
-    a = results[results.alert & (results.kind.isin(PERF_KINDS) | results.metric.isin(HEADLINE))]
+def alert_rows(results: pd.DataFrame, drivers: dict, metrics: list | None = None) -> list:
+    "One alert per alerting (chunk, metric, kind) of performance (of `metrics`, or all) or headline drift (`HEADLINE`): value, band and the columns that drove its chunk's drift (`drivers`: chunk -> columns)."
+    a = results[results.alert & ((results.kind.isin(PERF_KINDS) & (results.metric.isin(metrics) if metrics else True)) | results.metric.isin(HEADLINE))]
     num = lambda v: None if pd.isna(v) else float(v)
     return [dict(chunk=r.chunk, metric=r.metric, kind=r.kind, value=num(r.value), band=[num(r.lower), num(r.upper)], top_columns=list(drivers.get(r.chunk, [])))
             for r in a.itertuples()]
@@ -141,9 +141,9 @@ def band_text(lo, hi) -> str:
     "A band in words: `band lo – hi`, or `at least lo` / `at most hi` when it has one side."
     return f'band {lo:.3g} – {hi:.3g}' if pd.notna(lo) and pd.notna(hi) else f'at least {lo:.3g}' if pd.notna(lo) else f'at most {hi:.3g}'
 
-def performance_line(results: pd.DataFrame) -> str:
-    "Whether performance moved: the estimated or realized values outside their band on the worse side, else the first metric's estimates and band."
-    est, bad = results[results.kind == 'estimated'], performance_alerts(results)
+def performance_line(results: pd.DataFrame, metrics: list | None = None) -> str:
+    "Whether performance (`metrics`, or all) moved: the estimated or realized values outside their band on the worse side, else the first metric's estimates and band."
+    est, bad = results[results.kind == 'estimated'], performance_alerts(results, metrics)
     if len(bad): return ('performance LEFT its band: ' + ', '.join(f'{r.kind} {r.metric} {r.value:.3g} in {r.chunk} ({band_text(r.lower, r.upper)})' for r in bad.head(4).itertuples())
                          + (f' and {len(bad) - 4} more' if len(bad) > 4 else ''))
     if est.empty: return 'performance not estimated'
