@@ -9,18 +9,22 @@ from pathlib import Path
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['RUNNER_INPUTS', 'MAX_PARAM', 'MLFLOW_STATUS', 'CRON_FIELDS', 'AIRFLOW_RUN_ID', 'flat_params', 'run_metrics',
-           'run_tags', 'run_files', 'mlflow_client', 'export_mlflow', 'check_cron', 'mlnb_command', 'cron_line',
-           'dag_id_for', 'airflow_dag']
+__all__ = ['RUNNER_INPUTS', 'MAX_PARAM', 'MLFLOW_STATUS', 'CRON_FIELDS', 'AIRFLOW_RUN_ID', 'mlflow_key', 'flat_params',
+           'run_metrics', 'run_tags', 'run_files', 'mlflow_client', 'export_mlflow', 'check_cron', 'mlnb_command',
+           'cron_line', 'dag_id_for', 'airflow_dag']
 
 # %% ../nbs/0k_export.ipynb #c0bf1924
 RUNNER_INPUTS = ('upstream', 'artifacts', 'run_id', 'run_params')  # set by the runner for each run (mlnb.keys.RUNNER_PARAMS)
 MAX_PARAM = 6000  # MLflow's limit on a parameter's value
 
+def mlflow_key(name: str) -> str:
+    "`name` as MLflow takes a parameter or metric name: letters, digits and `_-. /` (others become `_`), at most 250 characters."
+    return re.sub(r'[^\w\-. /]', '_', name, flags=re.ASCII)[:250]
+
 def _flat(prefix: str, v) -> dict:
     if isinstance(v, dict) and v: return {k: x for kk, vv in v.items() for k, x in _flat(f'{prefix}.{kk}', vv).items()}
     s = v if isinstance(v, str) else json.dumps(v, default=str)
-    return {prefix: s if len(s) <= MAX_PARAM else s[:MAX_PARAM - 1] + '…'}
+    return {mlflow_key(prefix): s if len(s) <= MAX_PARAM else s[:MAX_PARAM - 1] + '…'}
 
 def flat_params(man: dict) -> dict:
     "Each stage's parameters as MLflow parameters: `{'stage.param': text}`, mappings flattened, the runner's inputs left out."
@@ -30,7 +34,7 @@ def flat_params(man: dict) -> dict:
 # %% ../nbs/0k_export.ipynb #016b0957
 def run_metrics(man: dict) -> dict:
     "The glued numbers of every stage as MLflow metrics, `{'stage.value': float}`: finite, not booleans, not the stage's `volatile` ones."
-    return {f'{n}.{k}': float(v) for n, st in man['stages'].items() for k, v in (st.get('glued') or {}).items()
+    return {mlflow_key(f'{n}.{k}'): float(v) for n, st in man['stages'].items() for k, v in (st.get('glued') or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k not in (st['glued'].get('volatile') or ())}
 
 # %% ../nbs/0k_export.ipynb #5b0379e4
@@ -81,7 +85,7 @@ def export_mlflow(run_dir: str | Path, uri: str, experiment: str | None = None) 
     params, metrics, files = flat_params(man), run_metrics(man), run_files(run_dir, man)
     r = c.create_run(exp_id, start_time=_ms(man['started']), tags=run_tags(man))
     end = _ms(man.get('ended')) or _ms(man['started'])
-    stamp = {n: _ms(st.get('ended')) or end for n, st in man['stages'].items()}
+    stamp = {mlflow_key(n): _ms(st.get('ended')) or end for n, st in man['stages'].items()}
     for b in _batches([Param(k, v) for k, v in params.items()]): c.log_batch(r.info.run_id, params=b)
     for b in _batches([Metric(k, v, stamp[k.split('.')[0]], 0) for k, v in metrics.items()]): c.log_batch(r.info.run_id, metrics=b)
     for f in files: c.log_artifact(r.info.run_id, str(run_dir/f), str(Path(f).parent) if '/' in f else None)
