@@ -72,7 +72,6 @@ def add_parsers(sub):
     for name, f, h in [('runs', cmd_runs, 'list runs'), ('show', cmd_show, 'summarise one run')]:
         s = sub.add_parser(name, help=h); s.set_defaults(func=f)
         if name == 'show': s.add_argument('run', nargs='?', default='latest', help='run id, unique prefix, or latest')
-        if name == 'runs': from mlnb.cli_export import add_runs_export; add_runs_export(s)  # `mlnb runs export --mlflow URI [RUN…]`
         add_runs_dir(s)
     co = sub.add_parser('compare', help='compare runs, or the runs of a sweep, side by side: differing parameters, the headline metric with its interval, time')
     co.set_defaults(func=cmd_compare); co.add_argument('runs', nargs='+', metavar='SWEEP|RUN', help='a sweep id, run ids or unique prefixes, or latest')
