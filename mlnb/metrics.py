@@ -47,9 +47,10 @@ class BatchHistogram:
         self._sum.inc(float(v.sum()))
 
     def collect(self):
-        counts = np.cumsum([c._value.get() for c in self._each])
-        les = [f'{b:.6g}' for b in self.bounds] + ['+Inf']
-        yield HistogramMetricFamily(self.name, self.doc, buckets=list(zip(les, counts.tolist())), sum_value=self._sum._value.get())
+        total = lambda counter: {s.labels.get('bucket'): s.value for s in counter.collect()[0].samples if s.name.endswith('_total')}
+        n, les = total(self._n), [f'{b:.6g}' for b in self.bounds] + ['+Inf']
+        counts = np.cumsum([n.get(str(i), 0.0) for i in range(len(self._each))])
+        yield HistogramMetricFamily(self.name, self.doc, buckets=list(zip(les, counts.tolist())), sum_value=total(self._sum)[None])
 
     def describe(self): return [HistogramMetricFamily(self.name, self.doc, buckets=[('+Inf', 0)], sum_value=0)]
 
