@@ -23,7 +23,7 @@ run: $(STAMP)
 # two test files at a time (pytest-xdist; a file's tests stay on one worker, so module fixtures are made once), then
 # the few `serial` tests that bound wall time or latency, alone
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "not serial" tests
 	$(BIN)/python -m pytest -q -m serial tests
 
 test-fast: $(STAMP)

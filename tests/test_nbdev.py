@@ -76,9 +76,12 @@ def test_the_checks_find_a_stale_library_and_an_unclean_notebook(tmp_path):
 def test_settings_keep_tags():
     assert 'allowed_cell_metadata_keys = tags' in (ROOT/'settings.ini').read_text()
 
-@pytest.mark.parametrize('nb', sorted(p.name for p in (ROOT/'nbs').glob('*.ipynb')))
-def test_nbdev_test_runs_each_notebook_standalone(nb):
-    # one process per notebook, as the runner gives each stage a fresh kernel (matplotlib keeps per-process
-    # state that breaks shap's plots when nbdev_test reuses a worker process for several notebooks)
+NOTEBOOKS = sorted(p.name for p in (ROOT/'nbs').glob('*.ipynb'))
+
+def run_standalone(nb: str):
+    "nbdev_test on one notebook, in a process of its own, as the runner gives each stage a fresh kernel (matplotlib keeps per-process state that breaks shap's plots when nbdev_test reuses a worker process for several notebooks)."
     r = subprocess.run([BIN/'nbdev_test', '--path', f'nbs/{nb}'], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+# the notebooks themselves run in tests/test_nbdev_run_1.py and _2.py, half each: `make test` gives each test file to one
+# of its two workers, and one file of ~50 notebooks was the longest any worker had to do
