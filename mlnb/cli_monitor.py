@@ -85,7 +85,7 @@ def cmd_monitor(a) -> int:
     if man['status'] != 'ok':
         print(f"monitor failed; its notebook: {run_dir/'01_monitor.ipynb'}", file=sys.stderr); return 1
     g = man['stages']['monitor']['glued']
-    print(f"{monitor_summary(g)}\nreport: {run_dir/'report.html'}\n{keep_history(a, g, man['run_id'])}", flush=True)
+    print(f"{keep_history(a, g, man['run_id'])}\n{monitor_summary(g)}\nreport: {run_dir/'report.html'}", flush=True)   # the verdict and the report last, as before
     if a.alert_url: send_alerts(a.alert_url, g, man['run_id'], run_dir/'report.html')
     acted = g['drift_detected'] or g['performance_drop'] or g.get('performance_alert', False)
     if a.retrain:  # asked to retrain and it could not, or its run failed: 1, as a failed stage
