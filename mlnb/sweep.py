@@ -8,10 +8,11 @@ import copy, datetime as dt, html, itertools, json, secrets
 from pathlib import Path
 import yaml
 from .core import MlnbError, write_text
+from .report import interval_svg
 
 # %% auto #0
 __all__ = ['sweep_spec', 'combinations', 'combination_params', 'new_sweep_id', 'write_combinations', 'shared_prefix',
-           'compare_table', 'compare_html']
+           'compare_table', 'compare_plots', 'compare_html']
 
 # %% ../nbs/0b_sweep.ipynb #476a4e11
 def sweep_spec(raw: dict, src) -> tuple:
@@ -94,8 +95,23 @@ def compare_table(mans: list):
     if head and t[metric].notna().any(): t = t.sort_values(metric, ascending=metric.endswith(LOWER_IS_BETTER), na_position='last', kind='stable')
     return t.reset_index(drop=True)
 
+# %% ../nbs/0b_sweep.ipynb #c41c9bb0
+def _num(v): return None if v is None or (isinstance(v, float) and v != v) else v
+
+def compare_plots(t) -> str:
+    "The headline metric against each parameter that differs in the comparison table `t`, with its interval, as inline SVG (report's `interval_svg`)."
+    cols = list(t.columns)
+    metric = cols[cols.index('low') - 1]
+    out = []
+    for p in cols[1:cols.index(metric)]:
+        pts = [(_num(r[p]) if not isinstance(r[p], (list, dict)) else json.dumps(r[p]), _num(r[metric]), _num(r['low']), _num(r['high']), r['run'])
+               for r in t.to_dict('records')]
+        if svg := interval_svg(pts, p, metric): out.append(f'<figure><figcaption>{html.escape(metric)} against {html.escape(p)}</figcaption>{svg}</figure>')
+    return ''.join(out)
+
 def compare_html(t, title: str) -> str:
-    "The comparison table as a small HTML page."
+    "The comparison table as a small HTML page, with the metric plotted against each parameter that differs."
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}"
-            f"table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:left}}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1>{t.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}</body></html>")
+            f"table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:left}}figure{{display:inline-block;margin:1em 1em 0 0}}"
+            f"figcaption{{font-weight:bold}}svg{{max-width:100%;height:auto}}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>{t.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}{compare_plots(t)}</body></html>")
