@@ -70,7 +70,7 @@ def fold_summary(cells: list, module: str | None) -> str:
     "The one line a folded run of library cells shows: how many code cells, the module they go to, the names they define."
     code = [c['source'] for c in cells if c['cell_type'] == 'code']
     names = [m for s in code for m in re.findall(r'^(?:def|class)\s+([A-Za-z]\w*)', s, re.M)]
-    return (f"▸ library code: {len(code)} cell{'s' * (len(code) != 1)}{f' exported to mlnb/{module}.py' if module else ''}"
+    return (f"library code: {len(code)} cell{'s' * (len(code) != 1)}{f' exported to mlnb/{module}.py' if module else ''}"
             f"{': ' + ', '.join(names[:8]) + (f' and {len(names) - 8} more' if len(names) > 8 else '') if names else ''} (click to open)")
 
 def as_report(nb, root: str | Path | None = None):
@@ -134,8 +134,8 @@ def seconds(s) -> str:
     return f'{s:.1f} s' if s < 60 else f'{int(s // 60)}m{int(s % 60):02d}s' if s < 3600 else f'{int(s // 3600)}h{int(s % 3600 // 60):02d}m'
 
 # %% ../nbs/02_report.ipynb #d98b093b
-def interval_svg(points: list, xlabel: str, ylabel: str, mark=None, w: int = 560, h: int = 220) -> str:
-    "An inline SVG of `points` `(x, y, low, high, tip)` with error bars: x numeric if every x is a number, else categories in order; the point at x == `mark` stands out."
+def interval_svg(points: list, xlabel: str, ylabel: str, mark=None, w: int = 560, h: int = 220, xfmt=None) -> str:
+    "An inline SVG of `points` `(x, y, low, high, tip)` with error bars: x numeric if every x is a number, else categories in order; the point at x == `mark` stands out; `xfmt` writes a category's tick."
     pts = [p for p in points if isinstance(p[1], (int, float)) and not isinstance(p[1], bool)]
     if not pts: return ''
     num = all(isinstance(p[0], (int, float)) and not isinstance(p[0], bool) for p in pts)
@@ -153,7 +153,7 @@ def interval_svg(points: list, xlabel: str, ylabel: str, mark=None, w: int = 560
     for v in (y0 + (y1 - y0) * k / 4 for k in range(5)):
         out.append(f'<text x="{L-6}" y="{Y(v)+4:.1f}" text-anchor="end">{v:.4g}</text><line x1="{L}" y1="{Y(v):.1f}" x2="{w-R}" y2="{Y(v):.1f}" stroke="#eee"/>')
     ticks = [(x0 + (x1 - x0) * k / 4, f'{x0 + (x1 - x0) * k / 4:.4g}') for k in range(5)] if num else [(i, c) for i, c in enumerate(cats)][::max(1, len(cats) // 8)]
-    out += [f'<text x="{X(x):.1f}" y="{h-B+14}" text-anchor="middle">{html.escape(t[:14])}</text>' for x, t in ticks]
+    out += [f'<text x="{X(x):.1f}" y="{h-B+14}" text-anchor="middle">{html.escape(xfmt(t) if xfmt else t[:14])}</text>' for x, t in ticks]
     out.append(f'<text x="{(L+w-R)/2}" y="{h-6}" text-anchor="middle" fill="#444">{html.escape(xlabel)}</text>'
                f'<text x="12" y="{(T+h-B)/2}" text-anchor="middle" fill="#444" transform="rotate(-90 12 {(T+h-B)/2})">{html.escape(ylabel)}</text>')
     for x, (px, y, lo, hi, tip) in zip(xs, pts):
@@ -270,7 +270,14 @@ def main_figure(st: dict, run_dir) -> str | None:
 _CSS = '''body{font-family:system-ui,sans-serif;margin:2em;max-width:78em}table{border-collapse:collapse}
 td,th{border-bottom:1px solid #ddd;padding:.35em .8em;text-align:left;vertical-align:top}
 .ok{color:#1a7f37}.failed{color:#cf222e;font-weight:bold}.skipped,.pending{color:#888}.cached{color:#0969da}
-code{background:#f4f4f4;padding:0 .2em}img.thumb{width:180px;border:1px solid #d0d7de;border-radius:4px}svg{max-width:100%;height:auto}'''
+code{background:#f4f4f4;padding:0 .2em}div.top{display:flex;flex-wrap:wrap;gap:1em 3em;align-items:flex-start}div.top h2{margin-top:0}div.top>div{max-width:560px}img.thumb{width:180px;border:1px solid #d0d7de;border-radius:4px}svg{max-width:100%;height:auto}'''
+
+def _in_project(p) -> Path:
+    p, root = Path(p), project_root()
+    return p.relative_to(root) if p.is_absolute() and p.is_relative_to(root) else p
+
+def _run_label(r: str) -> str:
+    return f'{r[4:6]}-{r[6:8]} {r[9:11]}:{r[11:13]}' if re.match(r'\d{8}-\d{4}', r) else r[:14]
 
 def _wrap(inner: str, link: str | None) -> str: return f'<a href="{link}">{inner}</a>' if inner and link else inner
 
@@ -287,15 +294,15 @@ def report_html(man: dict, run_dir: str | Path | None = None) -> str:
                     f"<td>{stage_highlights(st.get('glued', {}))}{note}</td><td>{_wrap(thumb, link)}</td></tr>")
     g, hp = man.get('git') or {}, headline_point(man)
     head = [('run', man['run_id']), ('status', f"<span class='{man['status']}'>{man['status']}</span>"),
-            ('parameters', html.escape(str(man['params_file']))), ('started', man['started']), ('duration', seconds(man.get('duration_s'))),
+            ('parameters', html.escape(str(_in_project(man['params_file'])))), ('started', man['started']), ('duration', seconds(man.get('duration_s'))),
             ('git', f"{(g.get('commit') or 'none')[:10]}{' (dirty)' if g.get('dirty') else ''}"), ('python', man['environment']['python'])]
     if hp: head.insert(2, ('headline', f"{html.escape(hp[0])} = <b>{hp[1]:.4g}</b>" + (f' [{hp[2]:.4g}, {hp[3]:.4g}]' if hp[2] is not None else '')))
     hist = headline_history(man, Path(run_dir).parent) if run_dir and hp else []
-    plot = (f"<h2>Headline across runs</h2><p>{html.escape(hp[0])} of the last {len(hist)} runs of this parameter file, with 95% intervals; "
-            f"this run in red.</p>{interval_svg([(r, v, lo, hi, r) for r, v, lo, hi in hist], 'run (oldest to newest)', hp[0], mark=man['run_id'])}") if len(hist) > 1 else ''
+    plot = (f"<div><h2>Headline across runs</h2><p>{html.escape(hp[0])} of the last {len(hist)} runs of this parameter file, with 95% intervals; "
+            f"this run in red.</p>{interval_svg([(r, v, lo, hi, r) for r, v, lo, hi in hist], 'run (oldest to newest)', hp[0], mark=man['run_id'], h=180, xfmt=_run_label)}</div>") if len(hist) > 1 else ''
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>mlnb run {man['run_id']}</title><style>{_CSS}</style></head><body>"
-            f"<h1>mlnb run <code>{man['run_id']}</code></h1><table>{''.join(f'<tr><th>{k}</th><td>{v}</td></tr>' for k, v in head)}</table>"
-            f"<h2>Stages</h2>{dag_svg(man['stages'], run_dir)}<h2>Timeline</h2>{timeline_svg(man)}{plot}"
+            f"<h1>mlnb run <code>{man['run_id']}</code></h1><div class='top'><table>{''.join(f'<tr><th>{k}</th><td>{v}</td></tr>' for k, v in head)}</table>{plot}</div>"
+            f"<h2>Stages</h2>{dag_svg(man['stages'], run_dir)}<h2>Timeline</h2>{timeline_svg(man)}"
             f"<h2>Stage values</h2><table><tr><th>stage</th><th>status</th><th>time</th><th>values</th><th>main figure</th></tr>{''.join(rows)}</table>"
             f"<p>Manifest: <a href='run.json'>run.json</a> · parameters: <a href='params.yaml'>params.yaml</a></p></body></html>")
 
