@@ -73,7 +73,7 @@ class ServeMetrics:
         self.unseen = Counter('mlnb_unseen_categories', 'Values never seen in training, by column', ['column'], registry=r)
         self.classes = Counter('mlnb_predicted_class', "A classifier's predictions by class", ['class'], registry=r)
         self.info = Info('mlnb_model', 'The model version served', registry=r)
-        self.values, self.regression, self._kids = None, False, {}
+        self.values, self.regression, self._kids, self._replies = None, False, {}, {}
 
     def model(self, name: str, version: int, task: str, reference_predictions=()):
         "Name the model served (at start and after a reload); a regressor's first call sets the value buckets from its reference predictions."
@@ -86,16 +86,23 @@ class ServeMetrics:
         if (c := self._kids.get(k)) is None: c = self._kids[k] = metric.labels(*labels)
         return c
 
+    def _reply(self, e: str, status: int) -> tuple:
+        "The children a reply to endpoint `e` with `status` counts into: its request counter, its latency histogram, its refusal counter (or None)."
+        why = refusal(status)
+        kids = self._replies[e, status] = (self.requests.labels(e, str(status)), self.latency.labels(e), why and self.refused.labels(e, why))
+        return kids
+
     def request(self, path: str, status: int, seconds: float):
         "Count one reply to `path` with `status` that took `seconds`; a refusal also by its reason."
-        e = endpoint(path)
-        self._kid(self.requests, e, str(status)).inc(); self._kid(self.latency, e).observe(seconds)
-        if why := refusal(status): self._kid(self.refused, e, why).inc()
+        e = endpoint(path); n, t, refused = self._replies.get((e, status)) or self._reply(e, status)
+        n.inc(); t.observe(seconds)
+        if refused: refused.inc()
 
     def scored(self, predictions: list, unseen=()):
         "Count a scored body: its records, its predictions (a regressor's values, else classes) and its unseen values `(record, column, value)`."
         self.records.inc(len(predictions))
         if self.regression: self.values.observe(predictions)
+        elif len(predictions) == 1: self._kid(self.classes, str(predictions[0])).inc()
         else:
             for c, k in Tally(predictions).items(): self._kid(self.classes, str(c)).inc(k)
         for col, k in Tally(f for _, f, _ in unseen).items(): self._kid(self.unseen, str(col)).inc(k)
