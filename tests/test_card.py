@@ -1,7 +1,8 @@
 "The model card (issue 22.5): each registered version's card.md and card.html in the Model Card Toolkit's sections, filled from the run."
-import hashlib, json
+import contextlib, hashlib, io, json
 import pandas as pd
-from conftest import ROOT, mlnb
+from conftest import ROOT
+from mlnb.cli import main
 
 def section(card: str, title: str) -> str:
     "The text of the card's `## title` section."
@@ -36,8 +37,9 @@ def test_the_small_runs_card(small_run):
     page = mv.card_html
     assert 'card.html' in mv.files and '<h2>Slices</h2>' in page and '<td>gender</td>' in page
     assert '<script' not in page and 'src=' not in page and 'href=' not in page                # self-contained
-    r = mlnb('models', 'card', f'adult-income@{mv.version}', '--registry', d/'registry')
-    assert r.returncode == 0 and r.stdout == card + '\n'
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out): rc = main(['models', 'card', f'adult-income@{mv.version}', '--registry', str(d/'registry')])
+    assert rc == 0 and out.getvalue() == card + '\n'
 
 def test_intended_use_and_caveats_are_written_in(tmp_path):
     from sklearn.linear_model import LogisticRegression
