@@ -135,7 +135,7 @@ def seconds(s) -> str:
 
 # %% ../nbs/02_report.ipynb #d98b093b
 def interval_svg(points: list, xlabel: str, ylabel: str, mark=None, w: int = 560, h: int = 220, xfmt=None) -> str:
-    "An inline SVG of `points` `(x, y, low, high, tip)` with error bars: x numeric if every x is a number, else categories in order; the point at x == `mark` stands out; `xfmt` writes a category's tick."
+    "An inline SVG of `points` `(x, y, low, high, tip)` with error bars: x numeric if every x is a number, else categories in order (points at one x side by side); the point at x == `mark` stands out; `xfmt` writes a category's tick."
     pts = [p for p in points if isinstance(p[1], (int, float)) and not isinstance(p[1], bool)]
     if not pts: return ''
     num = all(isinstance(p[0], (int, float)) and not isinstance(p[0], bool) for p in pts)
@@ -143,7 +143,7 @@ def interval_svg(points: list, xlabel: str, ylabel: str, mark=None, w: int = 560
     xs = [float(p[0]) if num else cats.index(str(p[0])) for p in pts]
     ys = [v for p in pts for v in (p[1], p[2], p[3]) if isinstance(v, (int, float))]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    x0, x1 = (x0 - .5, x1 + .5) if x0 == x1 or not num else (x0, x1)
+    x0, x1 = (x0 - .5, x1 + .5) if x0 == x1 or not num else (x0 - (x1 - x0) * .06, x1 + (x1 - x0) * .06)
     y0, y1 = (y0 - .5, y1 + .5) if y0 == y1 else (y0 - (y1 - y0) * .08, y1 + (y1 - y0) * .08)
     L, R, T, B = 64, 16, 12, 42
     X = lambda x: L + (x - x0) / (x1 - x0) * (w - L - R)
@@ -156,7 +156,10 @@ def interval_svg(points: list, xlabel: str, ylabel: str, mark=None, w: int = 560
     out += [f'<text x="{X(x):.1f}" y="{h-B+14}" text-anchor="middle">{html.escape(xfmt(t) if xfmt else t[:14])}</text>' for x, t in ticks]
     out.append(f'<text x="{(L+w-R)/2}" y="{h-6}" text-anchor="middle" fill="#444">{html.escape(xlabel)}</text>'
                f'<text x="12" y="{(T+h-B)/2}" text-anchor="middle" fill="#444" transform="rotate(-90 12 {(T+h-B)/2})">{html.escape(ylabel)}</text>')
+    seen, same = {}, {x: xs.count(x) for x in xs}  # points at the same x sit side by side, 7 px apart
     for x, (px, y, lo, hi, tip) in zip(xs, pts):
+        k = seen[x] = seen.get(x, -1) + 1
+        X = lambda v, d=(k - (same[x] - 1) / 2) * 7: L + (v - x0) / (x1 - x0) * (w - L - R) + d
         c = '#cf222e' if mark is not None and px == mark else '#0969da'
         if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
             out.append(f'<line x1="{X(x):.1f}" y1="{Y(lo):.1f}" x2="{X(x):.1f}" y2="{Y(hi):.1f}" stroke="{c}" stroke-width="1.5"/>'
