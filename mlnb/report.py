@@ -28,14 +28,17 @@ def cell_directives(src: str) -> set:
     return out
 
 # %% ../nbs/02_report.ipynb #2d162bf1
+def _failed(c) -> bool:
+    return 'papermill-error-cell-tag' in (c.get('metadata') or {}).get('tags', []) or any(o.get('output_type') == 'error' for o in c.get('outputs') or [])
+
 def library_groups(cells: list) -> list:
-    "`(first, last)` cell indices of each run of library cells in `cells`, with the Markdown between them and just before them (not the title cell)."
-    groups = []
+    "`(first, last)` cell indices of each run of library cells in `cells`, with the Markdown between them and just before them (none before the first code cell); a cell that failed is left open."
+    groups, first = [], next((i for i, c in enumerate(cells) if c['cell_type'] == 'code'), len(cells))
     for i, c in enumerate(cells):
-        if c['cell_type'] != 'code' or not cell_directives(c['source']) & LIBRARY: continue
+        if c['cell_type'] != 'code' or _failed(c) or not cell_directives(c['source']) & LIBRARY: continue  # a failed cell stays open, between runs
         if groups and all(cells[j]['cell_type'] == 'markdown' for j in range(groups[-1][1] + 1, i)): groups[-1][1] = i; continue
         start = i
-        while start > 1 and cells[start - 1]['cell_type'] == 'markdown': start -= 1
+        while start - 1 > first and cells[start - 1]['cell_type'] == 'markdown': start -= 1
         groups.append([start, i])
     return [tuple(g) for g in groups]
 
