@@ -96,6 +96,7 @@ class LocalExecutor(_Executor):
         def work():
             err, km = None, None
             try:
+                register_engine()  # papermill's import (~0.6 s, once) here, while the kernel boots in its own process; not in the runner's thread, where Ctrl-C lands
                 km = self.pool.ready(kernel, threads)  # in this thread: it waits for the kernel to confirm the thread budget
                 self.running[job.name] = km
                 execute_notebook(job.notebook, job.output, job.params, km, self.cwd)

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 import yaml
 from .core import MlnbError, project_root, sha256_file, write_text, is_artifact
-from .engine import Job, LocalExecutor, register_engine
+from .engine import Job, LocalExecutor
 from .core import read_scraps
 from .report import Renderer, write_report
 from .audit import audit_path, record
@@ -408,7 +408,6 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
             renderer = Renderer() if render else None
             for s in stages:
                 if predicted.get(s.name) != 'cached': ex.prepare(jobs_of[s.name])  # forked as soon as the zygote has what it imports
-            register_engine()  # papermill's import (~0.6 s) while the zygote forks the first kernel; a thread of its own raced this thread's imports
         return ex
     pending, running, looked, halted = [s for s in stages if s.name not in done], {}, {}, False  # running: stage -> (threads, t0, key, parts)
     def finish(job, err):
