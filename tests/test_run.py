@@ -123,6 +123,7 @@ def test_failing_stage(tmp_path):
     assert [(e['event'], e['fields']['run_id']) for e in audit] == [('run.start', m['run_id']), ('run.end', m['run_id'])]
     assert audit[1]['fields']['status'] == 'failed' and audit[1]['fields']['failed_stage'] == 'boom' and audit[1]['prev']
 
+@pytest.mark.serial  # alone, after the parallel part: beside another test file it failed twice this session (the stage not running within 60 s), alone it passes; cause not yet found
 def test_interrupted_run_is_recorded_and_leaves_no_kernel(tmp_path):
     import signal, subprocess, time, psutil
     from conftest import MLNB
