@@ -292,7 +292,7 @@ def load_model(src: str | Path | bytes, types: dict | None = None, where: str | 
     "Load a skops model from a path or its bytes: every type in it must be allowed (and, given `types`, be exactly those), and no parameter may reach the file system."
     import skops.io as sio
     from skops.io.exceptions import UntrustedTypesFoundException
-    data, where = (src, where or 'model') if isinstance(src, bytes) else (Path(src).read_bytes(), where or str(src))
+    data, where = (src, where or 'model') if isinstance(src, bytes) else (read_bytes(src), where or str(src))  # decrypted with the data key when sealed
     found = model_types(data, where)
     if bad := refused_types(found):
         raise MlnbError(f"{where}: refusing to load a model holding unknown types {bad}: a model may hold only the scikit-learn estimators "
@@ -367,13 +367,14 @@ def artifact_dir(artifacts: str | Path | None) -> Path:
     return p
 
 def save_artifact(obj, name: str, artifacts: str | Path) -> dict:
-    "Write `obj` atomically as `artifacts/name.<ext>`, the same bytes for the same object; return its reference `{path, sha256, bytes}`. A frame is encrypted when a data key is set; its sha256 and bytes are the plaintext's."
+    "Write `obj` atomically as `artifacts/name.<ext>`, the same bytes for the same object; return its reference `{path, sha256, bytes}`. A frame or a model is encrypted when a data key is set; its sha256 and bytes are the plaintext's."
     art = Path(artifacts)
-    if _is_frame(obj):
-        buf = io.BytesIO(); obj.to_parquet(buf, index=False); dest = write_bytes(art/f'{name}.parquet', data := buf.getvalue())
+    if _is_frame(obj) or _is_estimator(obj):  # rows of data, or the categories a model's encoders saw: encrypted with a data key
+        if _is_frame(obj): buf = io.BytesIO(); obj.to_parquet(buf, index=False); data, ext = buf.getvalue(), 'parquet'
+        else: data, ext = model_bytes(obj), 'skops'
+        dest = write_bytes(art/f'{name}.{ext}', data)
         return dict(path=dest.relative_to(art.parents[1]).as_posix(), sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-    elif _is_estimator(obj): dest, write = art/f'{name}.skops', lambda p: Path(p).write_bytes(model_bytes(obj))
-    elif hasattr(obj, 'savefig'): dest, write = art/f'{name}.png', lambda p: obj.savefig(p, format='png', bbox_inches='tight', metadata=PNG_METADATA)
+    if hasattr(obj, 'savefig'): dest, write = art/f'{name}.png', lambda p: obj.savefig(p, format='png', bbox_inches='tight', metadata=PNG_METADATA)
     else: dest, write = art/f'{name}.json', lambda p: Path(p).write_text(json_text(obj), encoding='utf-8')
     with atomic_path(dest) as tmp: write(tmp)
     return dict(path=dest.relative_to(art.parents[1]).as_posix(), sha256=sha256_file(dest), bytes=dest.stat().st_size)

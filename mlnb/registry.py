@@ -122,7 +122,7 @@ class Registry:
         tmp = Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=self.root))
         try:
             from mlnb.crypto import seal
-            for fn, b in data.items(): (tmp/fn).write_bytes(seal(b) if fn == 'reference.parquet' else b)  # rows of training data: encrypted with a data key (mlnb.crypto)
+            for fn, b in data.items(): (tmp/fn).write_bytes(seal(b) if fn in ('reference.parquet', 'model.skops') else b)  # rows of training data, and the categories the model's encoders saw: encrypted with a data key (mlnb.crypto)
             with closing(self._connect()) as c:
                 c.execute('begin immediate'); placed = None
                 try:

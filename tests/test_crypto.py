@@ -76,6 +76,30 @@ def test_cache_entry_is_used_only_when_stored_as_this_run_stores(tmp_path, no_ke
     monkeypatch.delenv('MLNB_DATA_KEY')
     assert 'is encrypted and a data key is not set' in check_entry(cache, entry)
 
+def test_model_files_are_encrypted_with_their_categories(tmp_path, key, monkeypatch):
+    "An encoder lists every category it saw, a PII column's rare ones too: the run's model artifact and the registry's model.skops are sealed."
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    from mlnb.registry import Registry
+    X = pd.DataFrame({'x': [0., 1., 2., 3., 4., 5.], 'race': ['White', 'Black', 'White', 'Amer-Indian-Eskimo', 'White', 'Black']})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown='ignore'), ['race']), remainder='passthrough'),
+                          LogisticRegression()).fit(X, ['a', 'b', 'a', 'b', 'a', 'b'])
+    art = tmp_path/'runs'/'r1'/'artifacts'/'train'; art.mkdir(parents=True)
+    ref = save_artifact(model, 'model', art)
+    f = tmp_path/'runs'/'r1'/ref['path']
+    assert is_encrypted(f) and b'Amer-Indian' not in f.read_bytes() and ref['sha256'] == sha256_file(f)
+    back = load_artifact(ref, tmp_path/'runs'/'r1')
+    assert (back.predict_proba(X) == model.predict_proba(X)).all()
+    reg = Registry(tmp_path/'registry')
+    v = reg.register('toy', model, schema={'race': {'dtype': 'str', 'pii': True}}, reference=X, metrics={})
+    mf = tmp_path/'registry'/'toy'/f'v{v}'/'model.skops'
+    assert is_encrypted(mf) and b'Amer-Indian' not in mf.read_bytes()
+    assert (reg.load(f'toy@{v}').pipeline.predict_proba(X) == model.predict_proba(X)).all()
+    monkeypatch.delenv('MLNB_DATA_KEY')                                     # the same object without a key: the same hash (the cache's key)
+    plain = save_artifact(model, 'model', tmp_path/'plain'/'r'/'artifacts')
+    assert plain['sha256'] == ref['sha256'] and plain['bytes'] == ref['bytes'] and b'Amer-Indian' in (tmp_path/'plain'/plain['path']).read_bytes()
+
 def test_registry_reference_is_encrypted(tmp_path, key, monkeypatch):
     from mlnb.registry import Registry
     X = pd.DataFrame({'x': [0., 1., 2., 3.], 'race': ['White', 'Black', 'White', 'Other']})
@@ -88,7 +112,7 @@ def test_registry_reference_is_encrypted(tmp_path, key, monkeypatch):
     pd.testing.assert_frame_equal(mv.reference(), X)
     assert mv.files['reference.parquet'] == hashlib.sha256(read_bytes(f)).hexdigest()   # the index records the plaintext's hash
     monkeypatch.delenv('MLNB_DATA_KEY')
-    with pytest.raises(MlnbError, match=r'registry: file .*reference.parquet is encrypted; set MLNB_DATA_KEY'): reg.load(f'toy@{v}').reference()
+    with pytest.raises(MlnbError, match=r'registry: file .*model.skops is encrypted; set MLNB_DATA_KEY'): reg.load(f'toy@{v}')   # the model first: it is sealed too
 
 def test_prediction_log_sealed_per_line_with_pii_masked(tmp_path, key, monkeypatch):
     from mlnb.predlog import PredictionLog, read_prediction_log
