@@ -84,10 +84,11 @@ def package_changes(old_env: dict, new_env: dict) -> list:
     out = [f"{k} {a.get(k) or 'absent'} → {b.get(k) or 'absent'}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
     return ([f"python {old_env.get('python')} → {new_env.get('python')}"] if old_env.get('python') != new_env.get('python') else []) + out
 
-def likely_cause(stage: str, upstream: list, differs: set, data: list, notebook: dict, packages: list, live: str | None = None) -> str:
-    "Why a stage's outputs differ: its data file changed, its notebook is not the recorded one, it read a live source (`live`: sql, http) again, an upstream stage differs, a key package's version differs, else nondeterminism in the stage."
+def likely_cause(stage: str, upstream: list, differs: set, data: list, notebook: dict, packages: list, live: str | None = None, clock: float | None = None) -> str:
+    "Why a stage's outputs differ: its data file changed, its notebook is not the recorded one, it read a live source (`live`: sql, http) again, a wall-clock limit (`clock`: its `timeout_s`) decided how much it did, an upstream stage differs, a key package's version differs, else nondeterminism in the stage."
     if files := [f"{d['file']} ({d['recorded'][:12]} recorded, {(d['now'] or 'missing')[:12]} now)" for d in data if d['stage'] == stage]: return 'data hash differs: ' + ', '.join(files)
     if live: return f'live {live} source read again: what it returns may have changed since the run (its content has no recorded hash)'
+    if clock: return f'timeout_s={clock:g} lets wall time decide how many trials run (the machine and its load differ between runs): set timeout_s: 0 to make the stage reproducible'
     if not notebook.get('same', True): return f"notebook hash differs: {notebook['sha256'][:12]} ran, {str(notebook['recorded'])[:12]} recorded"
     if ups := [u for u in upstream if u in differs]: return 'upstream stage differs: ' + ', '.join(ups)
     from mlnb.keys import KEY_PACKAGES
@@ -122,7 +123,7 @@ def compare_runs(man: dict, new: dict, registry: Path, notebooks: dict, data: li
         files = [registered_files(st['glued']), registered_files(nst['glued'] | {'registry': str(registry)})] if {'model_name', 'version'} <= st['glued'].keys() else []
         got = compare_stage(st, nst, *files)
         if nst['status'] != 'ok': got.append(dict(kind='stage', name='status', old=st['status'], new=nst['status'], same=False))
-        cause = '' if all(r['same'] for r in got) else likely_cause(name, st.get('upstream') or [], differs, data, notebooks.get(name, {}), packages, live_source(st.get('parameters') or {}))
+        cause = '' if all(r['same'] for r in got) else likely_cause(name, st.get('upstream') or [], differs, data, notebooks.get(name, {}), packages, live_source(st.get('parameters') or {}), (st.get('parameters') or {}).get('timeout_s'))
         if cause: differs.add(name)
         rows += [dict(stage=name, **r, cause='' if r['same'] else cause) for r in got]
     return rows
