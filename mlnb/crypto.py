@@ -12,9 +12,9 @@ _all_ = ['KEY_ENV', 'KEY_FILE_ENV', 'MAGIC', 'VERSION', 'parse_key', 'new_key', 
          'read_bytes', 'seal', 'write_bytes']  # the key and the file format, from core
 
 # %% auto #0
-__all__ = ['LINE_PREFIX', 'MASK', 'seal_line', 'open_line', 'pii_columns', 'run_pii', 'mask_pii', 'KEY_ENV', 'KEY_FILE_ENV',
-           'MAGIC', 'VERSION', 'parse_key', 'new_key', 'data_key', 'encrypt_bytes', 'decrypt_bytes', 'is_encrypted',
-           'read_bytes', 'seal', 'write_bytes']
+__all__ = ['LINE_PREFIX', 'MASK', 'seal_line', 'open_line', 'pii_columns', 'run_pii', 'mask_pii', 'pseudonymize_groups',
+           'KEY_ENV', 'KEY_FILE_ENV', 'MAGIC', 'VERSION', 'parse_key', 'new_key', 'data_key', 'encrypt_bytes',
+           'decrypt_bytes', 'is_encrypted', 'read_bytes', 'seal', 'write_bytes']
 
 # %% ../nbs/0j_crypto.ipynb #0d3c8127
 LINE_PREFIX = base64.b64encode(MAGIC + bytes([VERSION]))[:9].decode()  # 'TUxOQkVOQ': what every sealed line starts with
@@ -52,3 +52,17 @@ def mask_pii(df, columns):
     out = df.copy()
     for c in cols: out[c] = df[c].astype(object).where(df[c].isna(), MASK)
     return out
+
+# %% ../nbs/0j_crypto.ipynb #9a1b4433
+def pseudonymize_groups(labels, columns: list, key: bytes | None = None):
+    "`(labels, groups)`: the slice labels with the values of `columns` named `COL group N` when a data key is set (numbered in sorted order; '(missing)' kept), and the frame `column, group, value` that says which is which (empty without a key)."
+    import pandas as pd
+    cols = [c for c in columns if c in labels.columns] if (key or data_key()) else []
+    out, rows = labels.copy(), []
+    for c in cols:
+        values = sorted(v for v in labels[c].unique() if v != '(missing)')
+        names = {v: f'{c} group {i}' for i, v in enumerate(values, 1)}
+        out[c] = labels[c].map(lambda v: names.get(v, v))
+        rows += [(c, n, v) for v, n in names.items()]
+    return out, pd.DataFrame(rows, columns=['column', 'group', 'value'])
+
