@@ -10,7 +10,7 @@ from .core import MlnbError, project_root, write_text
 from .cli_runs import add_runs_dir, stage_line
 
 # %% auto #0
-__all__ = ['cmd_sweep', 'cmd_run', 'cmd_status', 'cmd_cache', 'add_parsers']
+__all__ = ['stage_display', 'cmd_sweep', 'cmd_run', 'cmd_status', 'cmd_cache', 'add_parsers']
 
 # %% ../nbs/03a_cli_run.ipynb #371cd949
 def _zygote_for(plan, names):
@@ -31,11 +31,19 @@ def _resume_target(runs_dir, run) -> Path:
     print(f"mlnb: {orig} changed since run {m['run_id']} (or is gone): resuming with the copy the run kept, {d/'params.yaml'}", file=sys.stderr)
     return d/'params.yaml'
 
+def stage_display(mode: str = 'auto'):
+    "`(on_stage, on_progress, close)` for `run_plan` that show its stages on stdout as `--progress` `mode` says: auto (live in a terminal, else plain), live, plain or off."
+    from mlnb.progress import ProgressDisplay
+    if mode not in ('auto', 'live', 'plain', 'off'): raise MlnbError(f"--progress must be auto, live, plain or off, got {mode!r}")
+    if mode == 'off': return (lambda n, st: print(stage_line(n, st), flush=True)), None, lambda: None
+    d = ProgressDisplay(sys.stdout, live=None if mode == 'auto' else mode == 'live')
+    return (lambda n, st: d.end(n, stage_line(n, st))), d.update, d.close
+
 def _run_combination(a, f: Path, runs_dir: Path, threads: int, scheduler: str | None = None):
     "Start `mlnb run` on one combination's parameter file in a process of its own, capped at `threads` threads a stage (on the Dask cluster at `scheduler`, if given)."
     import subprocess
     cmd = [sys.executable, '-c', 'from mlnb.cli import console; console()', 'run', str(f), '--runs-dir', getattr(a, 'remote', None) or str(runs_dir), '--jobs', '1']
-    cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going + (['--scheduler', scheduler] if scheduler else [])
+    cmd += ['--no-cache'] * a.no_cache + ['--keep-going'] * a.keep_going + (['--scheduler', scheduler] if scheduler else []) + ['--progress', 'off']  # its output is shown when it ends
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'OMP_NUM_THREADS': str(threads)})
 
 def _executor_choice(a) -> tuple:
@@ -81,8 +89,10 @@ def _sweep_runs(a, sid, combos, first, runs_dir, cores, jobs, raw, scheduler) ->
     from mlnb.pipeline import list_runs, run_plan
     if (prefix := shared_prefix(first, sweep_spec(raw, a.params)[1])) and not a.no_cache:  # run once what every combination shares
         print(f"shared by every run: {', '.join(prefix)}", flush=True)
-        man = run_plan(first, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), until=prefix[-1], render=False,
-                       executor='dask' if scheduler else 'local', scheduler=scheduler, remote=getattr(a, 'remote', None))
+        on_stage, on_progress, close = stage_display(getattr(a, 'progress', 'auto'))
+        try: man = run_plan(first, runs_dir, on_stage=on_stage, on_progress=on_progress, until=prefix[-1], render=False,
+                            executor='dask' if scheduler else 'local', scheduler=scheduler, remote=getattr(a, 'remote', None))
+        finally: close()
         if man['status'] != 'ok': print(f"the shared stages failed: see {runs_dir/man['run_id']}", file=sys.stderr); return 1
     cap = int(os.environ.get('OMP_NUM_THREADS') or 0) or cores
     todo, running, rcs, check = list(enumerate(combos, 1)), {}, [], 0.0  # running: i -> (combination, process, key of its first stage to run)
@@ -126,8 +136,10 @@ def cmd_run(a) -> int:
     print(f"mlnb run {a.params}: {len(plan.stages)} stages ({' → '.join(s.name for s in plan.stages)}), "
           f"{'to run: ' + ', '.join(todo) if todo else 'all cached'}", flush=True)
     if executor == 'dask' and todo: print(f"executor: dask, {'the scheduler at ' + scheduler if scheduler else 'a LocalCluster started for this run'}", flush=True)
-    man = run_plan(plan, runs_dir, on_stage=lambda n, st: print(stage_line(n, st), flush=True), zygote=zygote if zygote is not None else True,
-                   jobs=a.jobs, keep_going=a.keep_going, executor=executor, scheduler=scheduler, remote=getattr(a, 'remote', None), run_id=getattr(a, 'run_id', None), **opts)
+    on_stage, on_progress, close = stage_display(getattr(a, 'progress', 'auto'))
+    try: man = run_plan(plan, runs_dir, on_stage=on_stage, on_progress=on_progress, zygote=zygote if zygote is not None else True, jobs=a.jobs, keep_going=a.keep_going,
+                        executor=executor, scheduler=scheduler, remote=getattr(a, 'remote', None), run_id=getattr(a, 'run_id', None), **opts)
+    finally: close()
     run_dir = Path(runs_dir or plan.root/'outputs'/'runs')/man['run_id']
     done = sum(s['status'] in ('ok', 'cached') for s in man['stages'].values())
     cached = sum(s['status'] == 'cached' for s in man['stages'].values())
@@ -193,6 +205,8 @@ def add_parsers(sub):
     r.add_argument('--scheduler', metavar='ADDRESS', help='a running Dask scheduler, e.g. tcp://HOST:8786, or $MLNB_DASK_SCHEDULER: the run executes there (unless --executor local)')
     r.add_argument('--resume', nargs='?', const='latest', metavar='RUN', help='run the parameter file of a failed or interrupted run again '
                    '(default: the latest); the stages that succeeded come from the cache')
+    r.add_argument('--progress', choices=['auto', 'live', 'plain', 'off'], default='auto', help='running stages\' progress (trials, folds, rows...): live lines redrawn '
+                   'in place (auto in a terminal), plain lines at most every $MLNB_PROGRESS_EVERY seconds (default 10; auto elsewhere), or off')
     r.add_argument('--run-id', metavar='ID', help='the run\'s id (default: a new one); a run of that id that exists is joined, its stages that ended ok kept: '
                    'one `--only STAGE --run-id ID` a stage builds one run (the Airflow DAG of `mlnb export airflow` runs it so)')
     st = sub.add_parser('status', help='say which stages of a parameter file are cached and why the others will run'); st.set_defaults(func=cmd_status)

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from .keys import is_check
 from .kernels import KernelPool, Zygote, kernel_env, start_zygote
+from .progress import FLAG, TARGET
 from .remote import get_files, put_files, remote_fs
 
 # %% auto #0
-__all__ = ['register_engine', 'execute_notebook', 'Job', 'LocalExecutor', 'library_signature', 'worker_zygote', 'warm_worker',
-           'run_stage_task', 'interrupt_stage', 'StageEnv', 'stage_env', 'DaskExecutor', 'CHECK', 'is_check',
-           'KERNEL_MODULES', 'PRELOAD', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess', 'kernel_env',
-           'start_zygote', 'KernelPool', 'remote_fs', 'put_files', 'get_files']
+__all__ = ['PROGRESS_TOPIC', 'register_engine', 'execute_notebook', 'Job', 'LocalExecutor', 'library_signature', 'worker_zygote',
+           'warm_worker', 'run_stage_task', 'interrupt_stage', 'StageEnv', 'stage_env', 'DaskExecutor', 'CHECK',
+           'is_check', 'KERNEL_MODULES', 'PRELOAD', 'notebook_imports', 'zygote_main', 'Zygote', 'ForkedProcess',
+           'kernel_env', 'start_zygote', 'KernelPool', 'remote_fs', 'put_files', 'get_files']
 
 # %% ../nbs/07_engine.ipynb #ebd37e02
 # the names that lived here before the kernels (mlnb.kernels) and runs folders at a URL (mlnb.remote) had modules of their own
@@ -40,7 +41,7 @@ def register_engine() -> str:
 
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
-                                     start_timeout=60, execution_timeout=None, km=None, **kwargs):
+                                     start_timeout=60, execution_timeout=None, km=None, progress=None, **kwargs):
             kwargs = remove_args(['input_path', 'timeout', 'startup_timeout'], **kwargs)
             final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout, kernel_name=kernel_name,
                                  log=logging.getLogger('papermill'), log_output=log_output,
@@ -50,17 +51,28 @@ def register_engine() -> str:
             def throttled(**kw):
                 if time.monotonic() - last[0] >= cls.save_every: save(**kw); last[0] = time.monotonic()
             nb_man.save = throttled
-            try: return PapermillNotebookClient(nb_man, km=km, **final).execute(cleanup_kc=True)
+            try:
+                client = PapermillNotebookClient(nb_man, km=km, **final)
+                if progress: client.comm_open_handlers[TARGET] = lambda msg: _Relay(progress)  # the kernel's progress comm: its messages to `progress`
+                return client.execute(cleanup_kc=True)
             finally: del nb_man.save
 
     papermill_engines.register('mlnb', MlnbEngine)
     _ENGINE.append('mlnb')
     return 'mlnb'
 
-def execute_notebook(nb: Path, out: Path, params: dict, km, cwd: Path):
-    "Run notebook `nb` into `out` with papermill on kernel `km` (in the caller's thread: `LocalExecutor` gives each stage one; Ctrl-C is its `interrupt`)."
+class _Relay:
+    "nbclient's handle on the kernel's `mlnb.progress` comm: each message's data goes to `progress`."
+    def __init__(self, progress): self.progress = progress
+    def handle_msg(self, msg):
+        try: self.progress(msg['content']['data'])
+        except Exception: pass  # the display must never stop a stage
+
+def execute_notebook(nb: Path, out: Path, params: dict, km, cwd: Path, progress=None):
+    """Run notebook `nb` into `out` with papermill on kernel `km` (in the caller's thread: `LocalExecutor` gives each stage one; Ctrl-C is its `interrupt`);
+    `progress`: called with each message the kernel sends with `mlnb.progress` (its kernel needs `MLNB_PROGRESS` set)."""
     import papermill as pm
-    pm.execute_notebook(str(nb), str(out), parameters=params, engine_name=register_engine(), km=km, cwd=str(cwd), progress_bar=False, log_output=False)
+    pm.execute_notebook(str(nb), str(out), parameters=params, engine_name=register_engine(), km=km, cwd=str(cwd), progress_bar=False, log_output=False, progress=progress)
 
 # %% ../nbs/07_engine.ipynb #ecd800c7
 @dataclass
@@ -85,8 +97,11 @@ class _Executor:
 
 class LocalExecutor(_Executor):
     "Runs stages in local kernels forked from a warm zygote, each in a thread of its own: several at once when the runner starts several."
-    def __init__(self, cwd: Path, notebooks=(), zygote: Zygote | bool = True):
+    def __init__(self, cwd: Path, notebooks=(), zygote: Zygote | bool = True, on_progress=None):
+        "`on_progress(stage, message)`: called with each progress message of a running stage (from that stage's thread)."
         self.cwd, self.pool, self.done, self.running = Path(cwd), KernelPool(cwd, notebooks, zygote=zygote), queue.Queue(), {}
+        self.on_progress = on_progress
+        if on_progress: self.pool.env[FLAG] = '1'  # the stages' kernels send their progress
     def prepare(self, job: Job):
         "Start `job`'s kernel now, so it is warm when the job starts."
         if job.name not in self.pool.pending: self.pool.start(job.name, job.notebook)
@@ -99,7 +114,7 @@ class LocalExecutor(_Executor):
                 register_engine()  # papermill's import (~0.6 s, once) here, while the kernel boots in its own process; not in the runner's thread, where Ctrl-C lands
                 km = self.pool.ready(kernel, threads)  # in this thread: it waits for the kernel to confirm the thread budget
                 self.running[job.name] = km
-                execute_notebook(job.notebook, job.output, job.params, km, self.cwd)
+                execute_notebook(job.notebook, job.output, job.params, km, self.cwd, self.on_progress and (lambda m: self.on_progress(job.name, m)))
             except BaseException as e: err = e
             finally:
                 if km is not None: self.pool.stop(km)
@@ -117,6 +132,7 @@ class LocalExecutor(_Executor):
 
 
 # %% ../nbs/07_engine.ipynb #8da24f77
+PROGRESS_TOPIC = 'mlnb-progress'  # the Dask event topic that carries stages' progress from the workers to the runner
 _STAGES, _ZYGOTES, _ZLOCK, _RETIRED, _USERS = {}, {}, threading.Lock(), [], {}  # on a Dask worker: running stages' kernels; (zygote, library signature) by project; old zygotes; stages per zygote
 
 def _use(z, n: int):
@@ -169,10 +185,12 @@ def _stage_in(fs, root: str, out: Path, params: dict) -> tuple:
              **({'artifacts': str(local/Path(params['artifacts']).relative_to(run_dir))} if params.get('artifacts') else {})}
     return local, local/out.name, {**params, **moved}, got
 
-def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: int | None, env: dict, token: str, remote: str | None = None) -> dict:
+def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: int | None, env: dict, token: str, remote: str | None = None,
+                   progress: bool = False) -> dict:
     """On a Dask worker: run a stage's notebook in a kernel of its own into a temporary name, rename it to `output`; return where and how it ran.
     `env`: variables set in the kernel's environment (None: unset there), the runner's values of those the parameters take as `${NAME}`;
-    `remote`: the runs folder is that URL, not a shared path: the inputs are copied in first and the stage's files copied back after."""
+    `remote`: the runs folder is that URL, not a shared path: the inputs are copied in first and the stage's files copied back after;
+    `progress`: the kernel's progress messages go to the runner as Dask events (topic `mlnb-progress`, with `token`)."""
     import uuid
     from distributed import get_worker, secede
     w, out, staged = get_worker(), Path(output), []
@@ -189,9 +207,11 @@ def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: 
     for k in _nanny_environ(): pool.env.pop(k, None)  # the nanny's settings for the worker, not for a stage's kernel
     pool.env.update({k: v for k, v in env.items() if v is not None})
     for k in [k for k, v in env.items() if v is None]: pool.env.pop(k, None)  # the runner has not set it: never this worker's value
+    if progress: pool.env[FLAG] = '1'
+    relay = (lambda m: w.log_event(PROGRESS_TOPIC, dict(token=token, msg=m))) if progress else None
     try:
         km = pool.take(token, Path(notebook), threads); _STAGES[token] = km
-        try: execute_notebook(Path(notebook), tmp, params, km, Path(cwd))
+        try: execute_notebook(Path(notebook), tmp, params, km, Path(cwd), relay)
         finally:
             _STAGES.pop(token, None); pool.stop(km)
             if tmp.exists() and tmp.stat().st_size: os.replace(tmp, out)  # papermill wrote it (the error is in it when the notebook failed)
@@ -232,8 +252,8 @@ def _lost(job: Job, e) -> Exception:
 
 class DaskExecutor(_Executor):
     "Runs each stage as one Dask task: on a `distributed.LocalCluster` of `workers` processes, or on the cluster whose scheduler is at `address`."
-    def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None, notebooks=(), remote: str | None = None):
-        "`notebooks`: the stages' notebooks, whose imports each worker's zygote loads ahead of its first stage; `remote`: the runs folder's URL (see `run_stage_task`)."
+    def __init__(self, cwd: Path, address: str | None = None, workers: int | None = None, notebooks=(), remote: str | None = None, on_progress=None):
+        "`notebooks`: the stages' notebooks, whose imports each worker's zygote loads ahead of its first stage; `remote`: the runs folder's URL (see `run_stage_task`); `on_progress`: see `LocalExecutor`."
         import dask, distributed
         from mlnb.core import MlnbError
         self.cwd, self.done, self.running, self.outputs, self.cluster, self.remote = Path(cwd), queue.Queue(), {}, [], None, remote
@@ -249,7 +269,8 @@ class DaskExecutor(_Executor):
                 self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=':0',
                                                         silence_logs=logging.CRITICAL, memory_limit=mem, resources={'memory': mem})  # a failing stage is reported by mlnb, not as a worker's traceback
             self.client = distributed.Client(self.cluster)
-        self.address = self.client.scheduler.address
+        self.address, self.on_progress, self.tokens = self.client.scheduler.address, on_progress, {}  # tokens: a task's token -> its stage
+        if on_progress: self.client.subscribe_topic(PROGRESS_TOPIC, self._progress)
         try: self.client.run(warm_worker, str(self.cwd), [str(nb) for nb in notebooks])
         except Exception: pass  # a worker that cannot warm up starts its kernels cold
     def check(self, job: Job):
@@ -261,13 +282,19 @@ class DaskExecutor(_Executor):
             raise MlnbError(f"stage '{job.name}' asks for resources {job.resources}; no worker of the cluster at {self.address} offers them "
                             f"(workers offer: {', '.join(offered)}); start workers with `dask worker --resources ...` or lower the stage's `resources:`")
     def prepare(self, job: Job): pass  # workers start their kernels when the task arrives
+    def _progress(self, event):
+        "A stage's progress message, as a Dask event `(time, {token, msg})` from its worker."
+        if (name := self.tokens.get(event[1].get('token'))) is not None:
+            try: self.on_progress(name, event[1]['msg'])
+            except Exception: pass
     def start(self, job: Job, threads: int | None = None):
         "Submit `job` and return; `threads`: its thread budget on a cluster mlnb started (a remote worker's own thread count otherwise)."
         self.check(job)
         token = f'{job.output.parent.name}-{job.name}'
         fut = self.client.submit(run_stage_task, str(job.notebook), str(job.output), job.params, str(self.cwd), threads if self.cluster else None,
-                                 StageEnv({**stage_env(job.params), 'MLNB_DASK_SCHEDULER': self.address}), token, self.remote, key=f'mlnb-{token}', pure=False, resources=job.resources or None)
-        self.running[job.name] = (fut, token); self.outputs.append(job.output)
+                                 StageEnv({**stage_env(job.params), 'MLNB_DASK_SCHEDULER': self.address}), token, self.remote, bool(self.on_progress),
+                                 key=f'mlnb-{token}', pure=False, resources=job.resources or None)
+        self.running[job.name] = (fut, token); self.outputs.append(job.output); self.tokens[token] = job.name
         def waiter():
             err = None
             try: job.ran = fut.result()

@@ -337,7 +337,7 @@ def thread_budget(cores: int, cap: int, used: int, n_parallel: int) -> int:
 
 def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, render=True, zygote=True, cache=True,
              force=(), only=None, start=None, until=None, jobs: int | None = None, keep_going: bool = False,
-             executor: str = 'local', scheduler: str | None = None, remote: str | None = None, run_id: str | None = None) -> dict:
+             executor: str = 'local', scheduler: str | None = None, remote: str | None = None, run_id: str | None = None, on_progress=None) -> dict:
     """Run `plan` into a new run folder, reusing cached stages; return the manifest (also written to `run.json`).
     Stages with no path between them run at once, up to `jobs` (default: the cores), each with a thread budget;
     after a failure nothing new starts unless `keep_going` (then every stage not depending on it runs).
@@ -346,7 +346,8 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
     `executor`: `local` (kernels on this machine) or `dask` (each stage a task on a LocalCluster, or on the cluster at `scheduler`);
     `remote`: an fsspec URL the run is copied to as it goes (`runs_dir` is then its local mirror; Dask workers read and write the URL);
     `run_id`: the run's id (default: a new one); a run of that id that exists is joined: its stages that ended ok stay, this call's are added
-    (one `mlnb run --only STAGE --run-id ID` a stage, as an Airflow DAG runs them, builds one run)."""
+    (one `mlnb run --only STAGE --run-id ID` a stage, as an Airflow DAG runs them, builds one run);
+    `on_progress(stage, message)`: called when a stage starts (message None) and with each progress message its kernel sends (`mlnb.progress`), from the executor's threads."""
     from mlnb.cache import Cache, lookup, stage_effect, link_entry, plan_status
     from mlnb.keys import stage_parts, output_digest, versions, named_files
     runs_dir = Path(runs_dir) if runs_dir else plan.root/'outputs'/'runs'
@@ -398,13 +399,13 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
         if ex is None and kind == 'dask':  # each stage a Dask task; the cache and the manifest stay here
             from mlnb.engine import DaskExecutor
             if zygote not in (True, False): zygote.close()
-            ex = DaskExecutor(plan.root, scheduler, workers=jobs, notebooks=[s.notebook for s in stages if predicted.get(s.name) != 'cached'], remote=remote)
+            ex = DaskExecutor(plan.root, scheduler, workers=jobs, notebooks=[s.notebook for s in stages if predicted.get(s.name) != 'cached'], remote=remote, on_progress=on_progress)
             man['executor'].update(scheduler=ex.address, cluster='started for this run' if ex.cluster else 'given', distributed=metadata.version('distributed')); save()
             for s in stages:
                 if s.resources and predicted.get(s.name) != 'cached': ex.check(jobs_of[s.name])
             renderer = Renderer() if render else None
         elif ex is None:
-            ex = LocalExecutor(plan.root, [s.notebook for s in stages if predicted.get(s.name) != 'cached'], zygote)
+            ex = LocalExecutor(plan.root, [s.notebook for s in stages if predicted.get(s.name) != 'cached'], zygote, on_progress)
             renderer = Renderer() if render else None
             for s in stages:
                 if predicted.get(s.name) != 'cached': ex.prepare(jobs_of[s.name])  # forked as soon as the zygote has what it imports
@@ -462,7 +463,7 @@ def run_plan(plan: Plan, runs_dir: str | Path | None = None, on_stage=None, rend
                 jobs_of[s.name].params = params
                 st.update(parameters=shown, status='running', started=now(ms=True), key=key, why=why, threads=threads); save()
                 running[s.name] = (threads, time.monotonic(), key, parts); pending.remove(s); progressed = True
-                executor().start(jobs_of[s.name], threads)
+                executor().start(jobs_of[s.name], threads); on_progress and on_progress(s.name, None)
             if not progressed and running: finish(*ex.wait())
             elif not progressed: break
     except BaseException as e:

@@ -1,0 +1,60 @@
+"""Progress of running stages (issue 23.1): a stage's kernel sends it over a comm, `mlnb run` shows it as plain lines when its output
+is not a terminal and as lines redrawn in place in one, and the executed notebook holds none of it (a user's tqdm still works)."""
+import io, json, os, pty, select, subprocess, time
+from conftest import MLNB, ROOT, write_params
+from mlnb.progress import ProgressDisplay, progress, progress_line, progress_to, track
+
+NB = 'tests/notebooks/progress.ipynb'   # four steps of 0.25 s through `track`, then a user's tqdm loop
+
+def run_env(**extra) -> dict:
+    return {**os.environ, 'OMP_NUM_THREADS': '1', **extra}
+
+def test_lines_read_as_the_issue_shows_them():
+    assert progress_line('train', dict(parts=[['trial', 12, 30], ['fold', 3, 5]], info={'best': 0.92914}), 80) == \
+        '  train        running  trial 12/30 · fold 3/5 · best 0.9291 · 1m20s'
+    assert progress_line('ingest', dict(parts=[['chunk', 3, None], ['row', 150000, None]]), 3725) == '  ingest       running  chunk 3 · row 150,000 · 1h02m'
+    got = []
+    with progress_to(got.append):   # a callback of one's own (mlnb predict's stderr): trial 3 ends the folds of trial 2
+        for t in track(range(3), 'trial'):
+            for f in track(range(5), 'fold'): pass
+            progress('trial', t + 1, 3, best=0.9)
+    assert got[-1] == dict(parts=[['trial', 3, 3]], info={'best': 0.9}), got
+    assert all(m['parts'][0][0] == 'trial' for m in got) and len(got) < 15, got   # outer loop first; at most 5 a second, the ends always
+    buf = io.StringIO(); d = ProgressDisplay(buf, live=False, every=3600)
+    d.update('train'); d.update('train', dict(parts=[['fold', 1, 5]])); d.end('train', '  train        ok')
+    assert buf.getvalue() == '  train        ok\n'   # a plain log: nothing sooner than `every` seconds, then the final line
+
+def test_a_run_prints_plain_progress_lines_and_the_notebook_holds_none(tmp_path):
+    p = write_params(tmp_path/'p.yaml', {'stages': {'work': {'notebook': NB}}})
+    r = subprocess.run([MLNB, 'run', p, '--runs-dir', tmp_path/'runs', '--no-cache'], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=run_env(MLNB_PROGRESS_EVERY='0'))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    running = [l for l in lines if l.startswith('  work         running  step ')]
+    assert running and running[-1].startswith('  work         running  step 4/4 · best 0.9300 · '), r.stdout
+    assert '\x1b' not in r.stdout and '\r' not in r.stdout                      # not a terminal: plain lines
+    assert lines.index(running[-1]) < next(i for i, l in enumerate(lines) if l.startswith('  work         ok'))
+    nb = json.loads(next((tmp_path/'runs').glob('*/01_work.ipynb')).read_text())
+    text = json.dumps([c.get('outputs', []) for c in nb['cells']]) + json.dumps(nb['metadata'])
+    assert 'step 4' not in text and 'parts' not in text and 'mlnb.progress' not in text and 'widget' not in text   # no trace of the progress in the audit notebook
+    assert 'user loop: 100%' in text and '3/3' in text                                   # the user's own tqdm bar is there as it always was
+
+def test_a_terminal_gets_the_running_line_redrawn_in_place(tmp_path):
+    p = write_params(tmp_path/'p.yaml', {'stages': {'work': {'notebook': NB, 'params': {'steps': 6}}}})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([MLNB, 'run', p, '--runs-dir', tmp_path/'runs', '--no-cache'], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=subprocess.PIPE, env=run_env(COLUMNS='100'))
+    os.close(slave); out, end = b'', time.monotonic() + 120
+    while time.monotonic() < end:
+        if select.select([master], [], [], 0.5)[0]:
+            try: chunk = os.read(master, 65536)
+            except OSError: break   # the child closed the terminal
+            if not chunk: break
+            out += chunk
+        elif proc.poll() is not None: break
+    os.close(master); proc.wait(30)
+    text = out.decode()
+    assert proc.returncode == 0, text + proc.stderr.read().decode()
+    assert '\x1b[1F\x1b[J' in text, text                                              # up one line, clear: the live line redrawn in place
+    assert text.count('work         running  step ') >= 2 and 'step 6/6' in text, text
+    assert '  work         ok' in text and text.rstrip().splitlines()[-1].startswith('report: '), text
