@@ -8,6 +8,7 @@ import csv, gzip
 from pathlib import Path
 import pandas as pd
 from .core import MlnbError, project_path
+from .progress import track
 
 # %% auto #0
 __all__ = ['FORMATS', 'DELIMITERS', 'DEMO_TASK', 'table_format', 'decode_error', 'bad_csv_lines', 'bad_lines_error', 'read_table',
@@ -91,7 +92,7 @@ def read_table(path: str | Path, format: str = 'auto', sep: str = '', encoding: 
 
 def read_tables(paths: list, format: str = 'auto', **kw) -> pd.DataFrame:
     "The files at `paths` read (`kw`: see `read_table`) and stacked; they must have the same columns."
-    frames = [read_table(p, format, **kw) for p in paths]
+    frames = [read_table(p, format, **kw) for p in (track(paths, 'file') if len(paths) > 1 else paths)]
     for p, f in zip(paths[1:], frames[1:]):
         if set(f.columns) != set(frames[0].columns):
             raise MlnbError(f"ingest: {p} has columns {sorted(set(f.columns) ^ set(frames[0].columns))} that {paths[0]} has not, or lacks them")

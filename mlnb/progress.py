@@ -16,11 +16,16 @@ TARGET, FLAG = 'mlnb.progress', 'MLNB_PROGRESS'  # the comm's target name; the v
 EVERY = 0.2  # seconds between two messages of a kernel (the end of a loop always goes)
 
 class _State:
-    "A process's progress: its parts (name -> (done, total)) in the order they came, the values shown beside them, where messages go."
+    "A process's progress: its parts (name -> (done, total)) in the order they came, the values shown beside them (name -> (part, value)), where messages go."
     def __init__(self): self.parts, self.info, self.last, self.sent, self.sink, self.lock = {}, {}, 0.0, None, None, threading.Lock()
 
 _S = _State()
 def _drop(msg): pass
+
+def _cut(parts: list):
+    "Forget `parts` and the values they showed."
+    for k in parts: del _S.parts[k]
+    for k in [k for k, (p, _) in _S.info.items() if p in parts]: del _S.info[k]
 
 # %% ../nbs/0m_progress.ipynb #3c6123c7
 def kernel_sink():
@@ -35,30 +40,36 @@ def kernel_sink():
 
 # %% ../nbs/0m_progress.ipynb #52aec985
 def progress(part: str, done: int, total: int | None = None, **info) -> None:
-    "Say that `done` of `total` `part`s (trials, folds, rows, ...) are done, with `info` to show beside them: the runner's line in an mlnb run, nothing elsewhere."
+    "Say that `done` of `total` `part`s (trials, folds, rows, ...) are done, with `info` to show beside them while `part` lasts: the runner's line in an mlnb run, nothing elsewhere."
     if _S.sink is None: _S.sink = kernel_sink() or _drop
     if _S.sink is _drop: return
     with _S.lock:
         keys = list(_S.parts)
-        for k in keys[keys.index(part) + 1:] if part in keys else (): del _S.parts[k]   # the loops inside `part` start again
+        if part in keys: _cut(keys[keys.index(part) + 1:])   # the loops inside `part` start again
         _S.parts[part] = (int(done), None if total is None else int(total))
         for k, v in info.items():
             if v is None: _S.info.pop(k, None)
-            else: _S.info[k] = v.item() if hasattr(v, 'item') else v   # numpy scalars as plain numbers
-        now = time.monotonic()
-        if now - _S.last < EVERY and (total is None or done < total): return
-        msg = dict(parts=[[k, d, t] for k, (d, t) in _S.parts.items()], info=dict(_S.info))
-        if msg == _S.sent: return  # said already
-        _S.last, _S.sent = now, msg
+            else: _S.info[k] = (part, v.item() if hasattr(v, 'item') else v)   # numpy scalars as plain numbers
+        if time.monotonic() - _S.last < EVERY and (total is None or done < total): return
+    _send()
+
+def _send():
+    "Send the progress as it stands, unless it was sent already."
+    with _S.lock:
+        msg = dict(parts=[[k, d, t] for k, (d, t) in _S.parts.items()], info={k: v for k, (_, v) in _S.info.items()})
+        if msg == _S.sent: return
+        _S.last, _S.sent = time.monotonic(), msg
     try: _S.sink(msg)
     except Exception: pass  # progress never stops a stage
 
 # %% ../nbs/0m_progress.ipynb #03c5b37c
 def progress_done(part: str) -> None:
-    "End `part` and the parts inside it: its loop is over."
+    "End `part` and the parts inside it: its loop is over (where it got to is sent first, if it was not)."
+    if _S.sink is None or _S.sink is _drop: return
+    if part in _S.parts: _send()
     with _S.lock:
         keys = list(_S.parts)
-        for k in keys[keys.index(part):] if part in keys else (): del _S.parts[k]
+        if part in keys: _cut(keys[keys.index(part):])
 
 def track(items, part: str, total: int | None = None, **info):
     "Yield from `items`, saying after each one how many `part`s are done (`total`: `len(items)` when it has one)."

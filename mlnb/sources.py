@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urljoin, ur
 import httpx
 import pandas as pd
 from .core import MlnbError, project_path
+from .progress import progress, progress_done
 # SQLAlchemy (0.13 s to import) is imported by the functions that use it, so reading a file does not pay for it
 
 # %% auto #0
@@ -179,10 +180,12 @@ def read_sql(spec: dict) -> tuple[pd.DataFrame, dict]:
     try:
         with engine.connect() as conn:
             stmt = _select_table(conn, table, where) if table else sa.text(_BIND.sub(r'\\:\1', query))   # `:name` is not a parameter
-            try: chunks = list(pd.read_sql(stmt, conn, chunksize=chunksize))
+            try:
+                chunks, n = [], 0
+                for c in pd.read_sql(stmt, conn, chunksize=chunksize): chunks.append(c); n += len(c); progress('chunk', len(chunks), rows=n)
             except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as e: raise MlnbError(f'{where}: {"reading table " + table if table else "query"} failed: {mask(_sql_reason(e), secrets)}') from None
     except sa.exc.SQLAlchemyError as e: raise MlnbError(f'{where}: {mask(_sql_reason(e), secrets)}') from None
-    finally: engine.dispose()
+    finally: engine.dispose(); progress_done('chunk')
     df = pd.concat(chunks, ignore_index=True).infer_objects() if chunks else pd.DataFrame()
     return df, {'source': 'sql', 'url': mask(spec['url'], secrets), **({'table': table} if table else {'query': query}),
                 'rows': len(df), 'columns': df.shape[1], 'sha256': frame_sha256(df)}
@@ -357,7 +360,7 @@ def read_http(spec: dict) -> tuple[pd.DataFrame, dict]:
                 ct = r.headers.get('content-type', '')
                 raise MlnbError(f"{at}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}" + ('' if 'json' in ct else f' (content-type {ct or "not given"})')) from None
             except UnicodeDecodeError as e: raise MlnbError(f'{at}: not valid JSON: {e}') from None
-            recs = _records(data, s['records_path'], at); records += recs
+            recs = _records(data, s['records_path'], at); records += recs; progress('page', pages, rows=len(records))
             if pag is None or (pag['type'] == 'page' and not recs) or (pag['type'] == 'offset' and len(recs) < pag['size']): break
             if pag['type'] == 'next':
                 nxt = r.links.get('next', {}).get('url') if pag['next_path'] == 'link' else _dig(data, pag['next_path'], at, 'next_path', missing_ok=True)
@@ -367,6 +370,7 @@ def read_http(spec: dict) -> tuple[pd.DataFrame, dict]:
                 if str(_with_params(url, {}, at, secrets)) in seen: raise MlnbError(f'{at}: the next link {mask(url, secrets)} repeats an earlier page')
                 if headers and urlsplit(url)[:2] != urlsplit(str(r.url))[:2]:
                     raise MlnbError(f"{at}: the next link {mask(url, secrets)} leads to another host, and the `headers` go only to the url's; it is not followed")
+    progress_done('page')
     df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return df, {'source': 'http', 'url': mask(spec['url'], secrets), 'params': mask(spec.get('params') or {}, secrets), 'pages': pages,
                 'rows': len(df), 'columns': df.shape[1], 'sha256': frame_sha256(df)}

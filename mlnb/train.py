@@ -16,7 +16,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from scipy import stats
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit, cross_validate
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit, cross_validate
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -27,6 +27,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from .core import MlnbError
 from .features import make_preprocessor as _blocks, native_categorical
 from .prepare import normalise_missing
+from .progress import progress, progress_done, track
 
 # %% auto #0
 __all__ = ['TASKS', 'MODELS', 'ALIASES', 'IMBALANCED', 'CLASS_WEIGHTS', 'SCORING', 'LEAKAGE', 'LEAK_METRIC', 'LEAK_ORDER',
@@ -131,13 +132,29 @@ def make_cv(task: str, folds: int, seed: int, split: str = 'stratified'):
     if split == 'group': return GroupKFold(folds)
     return StratifiedKFold(folds, shuffle=True, random_state=seed) if task != 'regression' else KFold(folds, shuffle=True, random_state=seed)
 
+class _Counted:
+    "A scorer that says which fold (and trial, with the best mean so far) it just scored; scikit-learn scores a trial's `folds` one after another."
+    def __init__(self, scorer, folds: int, trials: int = 0, metric: str = ''):
+        self.scorer, self.folds, self.trials, self.sign, self.n, self.scores, self.best = scorer, folds, trials, -1 if metric.startswith('neg_') else 1, 0, [], None
+    def __call__(self, est, X, y, **kw):
+        s = self.scorer(est, X, y, **kw); self.n += 1; t, f = divmod(self.n - 1, self.folds)
+        if self.trials:
+            self.scores.append(s)
+            if f + 1 == self.folds: m = float(np.mean(self.scores)); self.scores, self.best = [], m if self.best is None else max(self.best, m)
+            if f == 0 or f + 1 == self.folds:
+                progress('trial', t + (f + 1 == self.folds), self.trials, best=None if self.best is None else self.sign * self.best)
+        progress('fold', f + 1, self.folds)
+        return s
+
 def cross_validate_pipeline(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, scoring: list, seed: int,
                             task: str = 'binary', split: str = 'stratified', groups=None, n_jobs: int = 1) -> pd.DataFrame:
     "Scores of `pipe` on each of `folds` folds (see `make_cv`), one row per fold (`neg_` scores reported positive)."
-    try: r = cross_validate(pipe, X, y, cv=make_cv(task, folds, seed, split), groups=groups, scoring=scoring, n_jobs=n_jobs, error_score='raise')
+    try: r = cross_validate(pipe, X, y, cv=make_cv(task, folds, seed, split), groups=groups, scoring=_Counted(check_scoring(pipe, scoring=scoring), folds),
+                            n_jobs=n_jobs, error_score='raise')
     except ValueError as e:
         if 'scor' in str(e): raise MlnbError(f'train: scoring {scoring}: {e}') from None
         raise
+    finally: progress_done('fold')
     df = pd.DataFrame({(k[9:] if k.startswith('test_neg_') else k[5:]): (-v if k.startswith('test_neg_') else v)
                        for k, v in r.items() if k.startswith('test_')})
     df.insert(0, 'fold', range(1, folds + 1)); df['fit_s'] = r['fit_time']
@@ -231,7 +248,7 @@ def leakage_scores(X: pd.DataFrame, y, task: str, roles: dict | None = None, fol
     Xs, gs = X.iloc[pos], None if groups is None else np.asarray(groups)[pos]
     splits, metric = list(make_cv(task, folds, seed, split).split(Xs, ys, gs)), LEAK_METRIC[task]
     cut, rows = leak_threshold(task, ys.nunique()), []
-    for c in Xs.columns:
+    for c in track(Xs.columns, 'leakage column'):
         role = (roles or {}).get(c) or ('numeric' if Xs[c].dtype.kind in 'iufb' else 'categorical')
         x = Xs[c].fillna('').astype(str).to_numpy() if role == 'text' else column_values(Xs[c], role)
         model = leak_model(task, role, seed)
@@ -347,17 +364,19 @@ def _row(candidate: str, trial: int, params: dict, scores: list, fit_s: float, s
 
 def fixed_search(pipe, X, y, cv, metric: str, candidate: str = '', groups=None, n_jobs: int = 1) -> list:
     "The one trial of a candidate without a space: `pipe` as it is, on every fold."
-    scorer = check_scoring(pipe, scoring=metric)
-    res = Parallel(n_jobs)(delayed(_fold)(pipe, {}, X, y, tr, te, scorer) for tr, te in cv.split(X, y, groups))
+    scorer = _Counted(check_scoring(pipe, scoring=metric), cv.get_n_splits(X, y, groups))
+    try: res = Parallel(n_jobs)(delayed(_fold)(pipe, {}, X, y, tr, te, scorer) for tr, te in cv.split(X, y, groups))
+    finally: progress_done('fold')
     return [_row(candidate, 0, {}, [s for s, _ in res], sum(f for _, f in res), 'COMPLETE')]
 
 def sklearn_search(kind: str, pipe, space: dict, X, y, cv, metric: str, n_trials: int, seed: int, n_jobs: int = 1, groups=None, candidate: str = '') -> list:
     "Every trial of scikit-learn's grid (`kind` grid) or random search over a checked `space`, as trial rows."
-    common = dict(scoring=metric, cv=cv, n_jobs=n_jobs, refit=False, error_score='raise')
-    S = GridSearchCV(pipe, grid_of(space, candidate), **common) if kind == 'grid' else \
-        RandomizedSearchCV(pipe, distributions_of(space), n_iter=n_trials, random_state=seed, **common)
-    S.fit(X, y, groups=groups)
-    r, k = S.cv_results_, cv.get_n_splits(X, y, groups)
+    k = cv.get_n_splits(X, y, groups); grid = grid_of(space, candidate) if kind == 'grid' else None
+    common = dict(scoring=_Counted(check_scoring(pipe, scoring=metric), k, len(ParameterGrid(grid)) if grid else n_trials, metric), cv=cv, n_jobs=n_jobs, refit=False, error_score='raise')
+    S = GridSearchCV(pipe, grid, **common) if kind == 'grid' else RandomizedSearchCV(pipe, distributions_of(space), n_iter=n_trials, random_state=seed, **common)
+    try: S.fit(X, y, groups=groups)
+    finally: progress_done('trial')
+    r = S.cv_results_
     return [_row(candidate, i, dict(p), [r[f'split{j}_test_score'][i] for j in range(k)], r['mean_fit_time'][i] * k, 'COMPLETE')
             for i, p in enumerate(r['params'])]
 
@@ -392,19 +411,24 @@ def bayes_search(pipe, space: dict, X, y, cv, metric: str, n_trials: int, seed: 
     if not study.trials and (start := _start(pipe, space)): study.enqueue_trial(start)  # the setting as given is the first trial
     splits, scorer, t0 = list(cv.split(X, y, groups)), check_scoring(pipe, scoring=metric), time.monotonic()
     done = lambda: len(study.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)))
+    best = max((t.value for t in study.get_trials(deepcopy=False, states=(S.COMPLETE,))), default=None)
     while done() < n_trials and not (timeout_s and time.monotonic() - t0 >= timeout_s):
+        progress('trial', done(), n_trials, best=None if best is None else shown(metric, best))
         batch = [study.ask() for _ in range(min(max(1, effective_n_jobs(n_jobs)), n_trials - done()))]  # -1: every core (or cluster thread)
         params = [suggest(t, space) for t in batch]
         scores, fits, alive = [[] for _ in batch], [0.0] * len(batch), list(range(len(batch)))
         for k, (tr, te) in enumerate(splits):
             for i, (s, f) in zip(alive, Parallel(n_jobs)(delayed(_fold)(pipe, params[i], X, y, tr, te, scorer) for i in alive)):
                 scores[i].append(s); fits[i] += f; batch[i].report(float(np.mean(scores[i])), k)
+            progress('fold', k + 1, len(splits))
             for i in list(alive):
                 if k + 1 < len(splits) and batch[i].should_prune():
                     alive.remove(i); batch[i].set_user_attr('fold_scores', scores[i]); batch[i].set_user_attr('fit_s', fits[i]); study.tell(batch[i], state=S.PRUNED)
             if not alive: break
         for i in alive:
             batch[i].set_user_attr('fold_scores', scores[i]); batch[i].set_user_attr('fit_s', fits[i]); study.tell(batch[i], float(np.mean(scores[i])))
+            best = float(np.mean(scores[i])) if best is None else max(best, float(np.mean(scores[i])))
+    progress('trial', done(), n_trials, best=None if best is None else shown(metric, best)); progress_done('trial')
     return [_row(candidate, t.number, _params_of(t.params, space), t.user_attrs.get('fold_scores', []), t.user_attrs.get('fit_s', 0), t.state.name)
             for t in study.get_trials(deepcopy=False) if t.state in (S.COMPLETE, S.PRUNED)]
 
