@@ -22,10 +22,11 @@ from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from .core import MlnbError
 from .features import DateParts
+from .progress import progress, progress_done
 from .trees import TreeArrays  # trees as arrays, for TreeSHAP of native categorical splits (not from serve: a server edit would re-run explain)
 
 # %% auto #0
-__all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'tree_shap', 'selected',
+__all__ = ['EXPLAINERS', 'feature_origins', 'group_values', 'explainer_kind', 'class_index', 'tree_shap', 'by_rows', 'selected',
            'explains_columns', 'explain_pipeline', 'explained_output', 'model_origins', 'group_explanation',
            'global_importance', 'class_importance', 'for_rows_class', 'text_terms', 'term_weights', 'top_terms',
            'draw_rows', 'local_positions', 'numpy_global_seed']
@@ -158,15 +159,28 @@ def _native_categories(model) -> bool:
     "Does `model` split some features as categories (HistGradientBoosting with native categorical support)?"
     return getattr(model, 'is_categorical_', None) is not None and bool(np.any(model.is_categorical_))
 
+def by_rows(explain, X, step: int) -> shap.Explanation:
+    "`explain` (rows -> Explanation) run on `X` `step` rows at a time, saying how many rows are done (`mlnb.progress`): one Explanation."
+    n, parts = len(X), []
+    for lo in range(0, n, max(1, step)): parts.append(explain(X[lo:lo + step])); progress('row', min(lo + step, n), n)
+    progress_done('row')
+    if len(parts) == 1: return parts[0]
+    base = lambda e: np.broadcast_to(np.asarray(e.base_values, dtype=float), e.values.shape[:1] + e.values.shape[2:])
+    return shap.Explanation(np.concatenate([e.values for e in parts]), base_values=np.concatenate([base(e) for e in parts]))
+
 def _raw_explanation(model, kind: str, Xt: np.ndarray, bg: np.ndarray, seed: int) -> shap.Explanation:
-    "SHAP values of every output of `model` for the preprocessed rows `Xt` (`bg`: background rows for linear and permutation explainers)."
+    "SHAP values of every output of `model` for the preprocessed rows `Xt` (`bg`: background rows for linear and permutation explainers); slow explainers a twentieth of the rows at a time."
     if kind == 'tree' and _native_categories(model):
-        v, b = tree_shap(TreeArrays(model), Xt, Xt.shape[1])
-        return shap.Explanation(v[..., 0] if v.shape[2] == 1 else v, base_values=np.tile(b if v.shape[2] > 1 else b[0], (len(Xt),) + (1,) * (v.shape[2] > 1)))
-    if kind == 'tree': return shap.TreeExplainer(model, feature_perturbation='tree_path_dependent')(Xt)
-    if kind == 'linear': return shap.LinearExplainer(model, bg)(Xt)
+        ta = TreeArrays(model)
+        def native(x):
+            v, b = tree_shap(ta, x, Xt.shape[1])
+            return shap.Explanation(v[..., 0] if v.shape[2] == 1 else v, base_values=np.tile(b if v.shape[2] > 1 else b[0], (len(x),) + (1,) * (v.shape[2] > 1)))
+        return by_rows(native, Xt, 5000)
+    if kind == 'tree': return by_rows(shap.TreeExplainer(model, feature_perturbation='tree_path_dependent'), Xt, 5000)
+    if kind == 'linear': return by_rows(shap.LinearExplainer(model, bg), Xt, 5000)
     f = model.predict if is_regressor(model) else model.predict_proba
-    return shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=len(bg)), seed=seed)(Xt, max_evals=max(500, 2*Xt.shape[1] + 1), silent=True)
+    ex = shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=len(bg)), seed=seed)  # one explainer: its seeded draws go on from chunk to chunk
+    return by_rows(lambda x: ex(x, max_evals=max(500, 2*Xt.shape[1] + 1), silent=True), Xt, -(-len(Xt) // 20))
 
 def selected(pipe: Pipeline) -> np.ndarray | None:
     "Which of step prep's features a `select` step keeps (None: no selection)."
@@ -184,7 +198,8 @@ def _column_explanation(pipe: Pipeline, X: pd.DataFrame, background: pd.DataFram
     M = np.column_stack([coded[c][0] for c in cols]).astype(float)
     decode = lambda a: pd.DataFrame({c: coded[c][1].take(a[:, j].astype(int)) for j, c in enumerate(cols)}).astype(types)
     masker = shap.maskers.Independent(M[len(X):], max_samples=len(background))
-    return shap.PermutationExplainer(lambda a: explained_output(pipe, decode(a)), masker, seed=seed)(M[:len(X)], max_evals=max(200, 2 * len(cols) + 1), silent=True)
+    ex = shap.PermutationExplainer(lambda a: explained_output(pipe, decode(a)), masker, seed=seed)
+    return by_rows(lambda x: ex(x, max_evals=max(200, 2 * len(cols) + 1), silent=True), M[:len(X)], -(-len(X) // 20))
 
 def explain_pipeline(pipe: Pipeline, X: pd.DataFrame, background: pd.DataFrame, positive=None, seed: int = 0) -> shap.Explanation:
     "SHAP values for rows `X` over the features `pipe` feeds its model (or, after a `reduce` step, its input columns): of the `positive` class if given, else of every class (rows x features x classes), or of a regressor's prediction."
