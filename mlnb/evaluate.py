@@ -15,11 +15,11 @@ from .core import MlnbError
 from .registry import LOWER_IS_BETTER
 
 # %% auto #0
-__all__ = ['GATE_METRIC', 'CI_METRICS', 'FAST_METRICS', 'PIPELINED_ROWS', 'positive_proba', 'classification_metrics',
-           'class_proba', 'predicted_class', 'multiclass_metrics', 'per_class_table', 'regression_metrics',
-           'error_by_decile', 'model_output', 'task_metrics', 'evaluate_model', 'flat_arrays', 'weighted_metrics',
-           'vector_metrics', 'resample_counts', 'distinct_rows', 'bootstrap', 'metric_intervals', 'fmt_ci',
-           'slice_labels', 'slice_table', 'calibration', 'paired_difference']
+__all__ = ['GATE_METRIC', 'CI_METRICS', 'FAST_METRICS', 'DRAWN_ROWS', 'PIPELINED_ROWS', 'positive_proba',
+           'classification_metrics', 'class_proba', 'predicted_class', 'multiclass_metrics', 'per_class_table',
+           'regression_metrics', 'error_by_decile', 'model_output', 'task_metrics', 'evaluate_model', 'flat_arrays',
+           'weighted_metrics', 'vector_metrics', 'multinomial_counts', 'resample_counts', 'distinct_rows', 'bootstrap',
+           'metric_intervals', 'fmt_ci', 'slice_labels', 'slice_table', 'calibration', 'paired_difference']
 
 # %% ../nbs/50_evaluate.ipynb #eb14f275
 def positive_proba(model, X: pd.DataFrame, positive) -> np.ndarray:
@@ -141,19 +141,25 @@ def _div(a, b):
     "a / b, NaN where b is 0."
     return np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
 
+def _cum(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    "The weight of each row of `a` (B, m) before column `idx` (0: none), for each of `idx`."
+    c = np.zeros((len(a), a.shape[1] + 1)); np.cumsum(a, 1, out=c[:, 1:])
+    return np.take(c, idx, 1)
+
 def _binary(names, y, p, r, threshold):
     "The binary metrics `names` of the rows `y`, `p` (`r`: the rank of `p`), as a function of the rows' weights (B, n)."
-    yp, pc, k = p >= threshold, np.clip(p, 1e-15, 1 - 1e-15), int(r.max()) + 1; code = r + k * y  # a negative's score rank, or a positive's plus k
+    yp, pc = p >= threshold, np.clip(p, 1e-15, 1 - 1e-15)
     F = np.stack([np.ones(len(y)), y, yp & (y == 1), yp, yp == (y == 1), y * np.log(pc) + (1 - y) * np.log(1 - pc), (p - y) ** 2], 1)
-    above = lambda c, a: c[:, -1:] - c + a  # the weight at or above each score, from the weight at or below it
+    neg, pos = ((i := np.flatnonzero(y == v))[np.argsort(r[i], kind='stable')] for v in (0, 1))  # each class's rows, lowest score first
+    rn, rp = r[neg], r[pos]; below, upto, pbelow = np.searchsorted(rn, rp, 'left'), np.searchsorted(rn, rp, 'right'), np.searchsorted(rp, rp, 'left')
     def metrics(w):
         W, P, tp, pp, right, ll, sq = (w @ F).T; N = W - P
-        if {'roc_auc', 'pr_auc'} & set(names):  # weight of negatives and positives per distinct score, lowest score first
-            neg, pos = np.split(_counts(code, 2 * k, w), 2, axis=1); cneg = np.cumsum(neg, 1)
-        def prec():  # at each score, the positives' share of the weight at or above it; 0 where there is none
-            cpos = np.cumsum(pos, 1); a = above(cpos + cneg, pos + neg)
-            return above(cpos, pos) / np.where(a > 0, a, 1)
-        f = dict(roc_auc=lambda: _div((pos * (cneg - 0.5 * neg)).sum(1), P * N), pr_auc=lambda: _div((pos * prec()).sum(1), P),
+        if {'roc_auc', 'pr_auc'} & set(names):  # at each positive row's score: the negatives' weight below it, and at or below it
+            wp, wn = np.take(w, pos, 1), np.take(w, neg, 1); nb, nu = _cum(wn, below), _cum(wn, upto)
+        def prec():  # the positives' share of the weight at or above each positive row's score
+            ge = P[:, None] - _cum(wp, pbelow); a = ge + N[:, None] - nb
+            return ge / np.where(a > 0, a, 1)
+        f = dict(roc_auc=lambda: _div((wp * (nb + nu)).sum(1) / 2, P * N), pr_auc=lambda: _div((wp * prec()).sum(1), P),
                  accuracy=lambda: right / W, precision=lambda: np.where(pp > 0, _div(tp, pp), 0.), recall=lambda: _div(tp, P),
                  f1=lambda: np.where(pp + P > 0, _div(2 * tp, pp + P), 0.), log_loss=lambda: -ll / W, brier=lambda: sq / W)
         return [f[m]() for m in names]
@@ -206,6 +212,15 @@ def vector_metrics(info: dict, names: list, *arrays, threshold: float = 0.5, wei
     w = np.ones((1, n)) if weights is None else np.reshape(weights, (-1, n))
     return weighted_metrics(info, names, *arrays, threshold=threshold)(w).reshape(len(names), *shape)
 
+# %% ../nbs/50_evaluate.ipynb #b7d3e1a0
+DRAWN_ROWS = 100_000  # from this many rows, each resample's counts per distinct row are drawn directly (`multinomial_counts`), not row by row
+
+def multinomial_counts(rng: np.random.Generator, codes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    "How often each distinct row is drawn when the n rows (`codes`: which one each is; `sizes`: how many rows each one is) are drawn n times with replacement, Multinomial(n, sizes/n): Poisson counts, topped up with drawn rows."
+    n = len(codes); lam = sizes * max(0., 1 - 4 / np.sqrt(n))  # a total of Poisson(n - 4√n): above n once in 30,000 resamples, then drawn again
+    while (t := int((x := rng.poisson(lam)).sum())) > n: pass
+    return x + np.bincount(np.take(codes, rng.integers(0, n, n - t)), minlength=len(sizes))
+
 # %% ../nbs/50_evaluate.ipynb #fd302a4a
 def _interval(dist: np.ndarray, confidence: float) -> tuple:
     "scipy's percentile interval of each row of `dist`; for a statistic some resamples left undefined (NaN), the same percentiles of the resamples that define it."
@@ -219,25 +234,36 @@ def _interval(dist: np.ndarray, confidence: float) -> tuple:
 
 PIPELINED_ROWS = 100_000  # from this many rows, counting a resample overlaps drawing the next (when the stage has two threads)
 
-def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21, threads: int | None = None):
-    "Blocks of counts, for each `(codes, k)` of `codes` a (B, k) array: how often each of B paired bootstrap resamples of `n` rows drew a row of each code (codes None: each row itself, k = n); the rows `scipy.stats.bootstrap` draws with `rng=np.random.default_rng(seed)`."
+def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21, threads: int | None = None, progress=None):
+    "Blocks of counts, for each `(codes, k)` of `codes` a (B, k) array: how often each of B paired bootstrap resamples of `n` rows drew a row of each code (codes None: each row itself, k = n): the rows `scipy.stats.bootstrap` draws with `rng=np.random.default_rng(seed)`, or from `DRAWN_ROWS` rows with one code of at most n/8 values, `multinomial_counts` from resample i's own stream `SeedSequence(seed).spawn(n_resamples)[i]`. Calls `progress(done, n_resamples)` after each block."
     from concurrent.futures import ThreadPoolExecutor
-    rng = np.random.default_rng(seed); B = max(1, min(n_resamples, cells // sum(k for _, k in codes)))
+    B = max(1, min(n_resamples, cells // sum(k for _, k in codes))); blocks = [(s, min(B, n_resamples - s)) for s in range(0, n_resamples, B)]
     if threads is None:
         from mlnb.train import threads_here
         threads = threads_here() if n >= PIPELINED_ROWS else 1
+    (c, k), rng = codes[0], np.random.default_rng(seed)
+    drawn = len(codes) == 1 and c is not None and n >= DRAWN_ROWS and k <= n // 8  # a few distinct rows: their counts drawn directly, any block on any thread
+    sizes, streams = (np.bincount(c, minlength=k), np.random.SeedSequence(seed).spawn(n_resamples)) if drawn else (None, None)
     def count(ws, i, idx):
         for w, (c, k) in zip(ws, codes): w[i] = np.bincount(idx if c is None else np.take(c, idx), minlength=k)
-    with ThreadPoolExecutor(1) as pool:  # numpy's generator lets go of the GIL while it draws: the next draw runs beside this count
-        for start in range(0, n_resamples, B):
-            ws, todo = [np.empty((min(B, n_resamples - start), k)) for _, k in codes], []
-            for i in range(len(ws[0])):
-                idx = rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers, in the same order
-                if threads < 2: count(ws, i, idx); continue
-                todo.append(pool.submit(count, ws, i, idx))
-                if len(todo) > 2: todo.pop(0).result()  # at most three draws held at once
-            for f in todo: f.result()
-            yield ws
+    def block(s, b):
+        ws, todo = [np.empty((b, k)) for _, k in codes], []
+        for i in range(b):
+            if drawn: ws[0][i] = multinomial_counts(np.random.default_rng(streams[s + i]), c, sizes); continue
+            idx = rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers, in the same order, in this thread
+            if threads < 2: count(ws, i, idx); continue
+            todo.append(pool.submit(count, ws, i, idx))  # numpy's generator lets go of the GIL while it draws: the next draw runs beside this count
+            if len(todo) > 2: todo.pop(0).result()  # at most three draws held at once
+        for f in todo: f.result()
+        return ws
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        ahead = [pool.submit(block, *blocks[j]) for j in range(min(threads, len(blocks)))] if drawn and threads > 1 else None
+        for j, (s, b) in enumerate(blocks):  # drawn directly, with threads: the next blocks are drawn while this one is measured
+            if ahead is not None:
+                ws = ahead.pop(0).result()
+                if j + threads < len(blocks): ahead.append(pool.submit(block, *blocks[j + threads]))
+            yield block(s, b) if ahead is None else ws
+            if progress: progress(s + b, n_resamples)
 
 def distinct_rows(arrays: tuple, task: str = '') -> tuple:
     "`(codes, rows)`: the distinct rows of the flat `arrays`, sorted, and which one each row is; `(None, arrays)` when most rows are distinct, but for a binary task (its weights per score then add up in memory order)."
@@ -251,8 +277,8 @@ def distinct_rows(arrays: tuple, task: str = '') -> tuple:
     first, codes = np.unique(key, return_index=True, return_inverse=True)[1:]
     return (None, arrays) if own and len(first) > n // 2 else (codes.reshape(-1).astype(np.min_scalar_type(len(first) - 1)), tuple(a[first] for a in arrays))
 
-def bootstrap(parts: list, statistic, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, task: str = '') -> tuple:
-    "Percentile interval of a vector-valued statistic over paired resamples of the rows, as `scipy.stats.bootstrap` gives it: `(low, high, undefined resamples)`. `parts`: tuples of flat arrays of the same rows; `statistic(*rows)` gets each part's distinct rows and returns the function of their counts (one (B, k) array per part) that measures B resamples."
+def bootstrap(parts: list, statistic, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, task: str = '', progress=None) -> tuple:
+    "Percentile interval of a vector-valued statistic over paired resamples of the rows, as `scipy.stats.bootstrap` gives it (from `DRAWN_ROWS` rows: as its distribution gives it): `(low, high, undefined resamples)`. `parts`: tuples of flat arrays of the same rows; `statistic(*rows)` gets each part's distinct rows and returns the function of their counts (one (B, k) array per part) that measures B resamples; `progress(done, n_resamples)` is called after each block."
     n, ends = len(parts[0][0]), np.cumsum([0, *map(len, parts)])
     codes, rows = distinct_rows(tuple(a for p in parts for a in p), task)
     if len(parts) == 1 or (codes is not None and len(rows[0]) <= n // 8):  # one count of the rows serves every part
@@ -261,7 +287,7 @@ def bootstrap(parts: list, statistic, n_resamples: int = 1000, seed: int = 0, co
     else:  # the parts' rows together are mostly distinct: each part counted on its own rows, in its own order
         each = [distinct_rows(p, task) for p in parts]
         stat, counted, measure = statistic(*(r for _, r in each)), [(c, len(r[0])) for c, r in each], lambda ws: stat(*ws)
-    dist = np.concatenate([np.atleast_2d(measure(ws)) for ws in resample_counts(n, counted, n_resamples, seed)], -1)
+    dist = np.concatenate([np.atleast_2d(measure(ws)) for ws in resample_counts(n, counted, n_resamples, seed, progress=progress)], -1)
     return *_interval(dist, confidence), np.isnan(dist).sum(-1)
 
 def metric_intervals(y_true, out: np.ndarray, info: dict, names: list | None = None, threshold: float = 0.5, n_resamples: int = 1000,
