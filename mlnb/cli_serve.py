@@ -33,8 +33,13 @@ def cmd_key(a) -> int:
     return 0
 
 def cmd_predict(a) -> int:
+    import sys
     from mlnb.serve import predict_file
-    out = predict_file(open_registry(a), a.model, a.input, a.output)
+    from mlnb.progress import ProgressDisplay, progress_to
+    d = ProgressDisplay(sys.stderr); d.update('predict')  # its batches on stderr: a live line in a terminal, else a line every 10 s
+    try:
+        with progress_to(lambda m: d.update('predict', m)): out = predict_file(open_registry(a), a.model, a.input, a.output)
+    finally: d.end('predict'); d.close()
     print(f"scored {len(out):,} rows with {a.model} -> {a.output}"); return 0
 
 # %% ../nbs/03e_cli_serve.ipynb #8d26eb79

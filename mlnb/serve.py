@@ -16,10 +16,10 @@ from .audit import audit_path, record
 from .metrics import CONTENT_TYPE_LATEST, Observed, ServeMetrics
 
 # %% auto #0
-__all__ = ['Served', 'ScoringPool', 'create_app', 'serve', 'predict_file', 'RequestError', 'NonFinite', 'LongInt', 'parse_body',
-           'RecordError', 'check_records', 'body_schema', 'Limits', 'FastScorer', 'PipelineScorer', 'make_scorer',
-           'known_categories', 'model_task', 'decide', 'LOG_INPUTS', 'PredictionLog', 'log_files',
-           'read_prediction_log', 'MIN_KEY_CHARS', 'read_keys', 'key_ok']
+__all__ = ['PREDICT_BATCH', 'Served', 'ScoringPool', 'create_app', 'serve', 'predict_file', 'RequestError', 'NonFinite',
+           'LongInt', 'parse_body', 'RecordError', 'check_records', 'body_schema', 'Limits', 'FastScorer',
+           'PipelineScorer', 'make_scorer', 'known_categories', 'model_task', 'decide', 'LOG_INPUTS', 'PredictionLog',
+           'log_files', 'read_prediction_log', 'MIN_KEY_CHARS', 'read_keys', 'key_ok']
 
 # %% ../nbs/05_serve.ipynb #1667b0df
 # the names the CLI, the monitor, tests and benchmarks import from mlnb.serve, where they lived before the split
@@ -293,6 +293,8 @@ def serve(registry, spec: str, host: str = '127.0.0.1', port: int = 8000, max_co
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False, limit_concurrency=max_concurrency)
 
 # %% ../nbs/05_serve.ipynb #2479745f
+PREDICT_BATCH = 50_000  # rows `predict_file` scores at a time: the batches whose progress `mlnb predict` shows
+
 def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.DataFrame:
     "Score the table at `src` with model `spec`; write it to `dest` with a `prediction` column (and a `proba_<class>` column per class for a classifier)."
     from mlnb.ingest import read_table
@@ -309,9 +311,11 @@ def predict_file(registry, spec: str, src: str | Path, dest: str | Path) -> pd.D
     if len(f):
         s = failure_summary(f).head(5)
         raise MlnbError(f'predict: {src} does not fit the schema of {mv.name} v{mv.version}: ' + '; '.join(f'{r.column}: {r.check} ({r.failures} rows, e.g. {r.examples})' for r in s.itertuples()))
-    if task['task'] == 'regression': out = df.assign(prediction=pipe.predict(df[feats]).astype(float))
+    from mlnb.progress import track
+    score = lambda f: np.concatenate([f(df[feats].iloc[lo:lo + PREDICT_BATCH]) for lo in track(range(0, len(df), PREDICT_BATCH), 'batch')])
+    if task['task'] == 'regression': out = df.assign(prediction=score(pipe.predict).astype(float))
     else:
-        proba = pipe.predict_proba(df[feats])
+        proba = score(pipe.predict_proba)
         out = df.assign(prediction=decide(proba, list(pipe.classes_), task), **{f'proba_{c}': proba[:, i] for i, c in enumerate(pipe.classes_)})
     dest = Path(dest)
     if dest.suffix in ('.parquet', '.pq'):  # rows of data: encrypted when a data key is set (mlnb.crypto)

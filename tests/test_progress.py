@@ -58,3 +58,24 @@ def test_a_terminal_gets_the_running_line_redrawn_in_place(tmp_path):
     assert '\x1b[1F\x1b[J' in text, text                                              # up one line, clear: the live line redrawn in place
     assert text.count('work         running  step ') >= 2 and 'step 6/6' in text, text
     assert '  work         ok' in text and text.rstrip().splitlines()[-1].startswith('report: '), text
+
+def test_mlnb_predict_says_its_batches_on_stderr_and_scores_as_one_batch(tmp_path, monkeypatch, capsys):
+    import mlnb.serve, pandas as pd, yaml
+    from mlnb.cli import main
+    from mlnb.deploy import reference_sample
+    from mlnb.ingest import demo_data
+    from mlnb.prepare import normalise_missing
+    from mlnb.registry import Registry
+    from mlnb.train import make_pipeline
+    df = demo_data(600, 0); pipe = make_pipeline(df.drop(columns='income'), 'logistic', {}, 0).fit(df.drop(columns='income'), df['income'])
+    schema = yaml.safe_load((ROOT/'params'/'default.yaml').read_text())['stages']['validate']['params']['schema']
+    Registry(tmp_path/'reg').register('adult', pipe, schema=schema, reference=reference_sample(normalise_missing(df, ['?']), pipe, '>50K', 600, 0),
+                                      metrics={'roc_auc': 0.9}, run_id='test-0')
+    demo_data(250, 3).drop(columns='income').to_csv(tmp_path/'in.csv', index=False)
+    monkeypatch.setenv('MLNB_PROGRESS_EVERY', '0'); monkeypatch.setattr(mlnb.serve, 'PREDICT_BATCH', 100)
+    assert main(['predict', '--registry', str(tmp_path/'reg'), '--model', 'adult@1', str(tmp_path/'in.csv'), str(tmp_path/'b.csv')]) == 0
+    err = capsys.readouterr().err
+    assert '  predict      running  batch 3/3 · ' in err and '\x1b' not in err, err      # 250 rows: three batches of 100, on stderr
+    monkeypatch.setattr(mlnb.serve, 'PREDICT_BATCH', 10**6)
+    assert main(['predict', '--registry', str(tmp_path/'reg'), '--model', 'adult@1', str(tmp_path/'in.csv'), str(tmp_path/'one.csv')]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'b.csv'), pd.read_csv(tmp_path/'one.csv'))   # the same scores as in one batch
