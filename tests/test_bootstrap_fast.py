@@ -2,12 +2,17 @@
 gathered every array for every resample and handed them to `scipy.stats.bootstrap`: the same intervals (to 1e-9), the
 same paired differences, the same slices, from the same random draws. The reference below is the implementation this
 replaced, copied as it was (issue 20, item 4), run on the default data's held-out predictions and on synthetic sets
-with ties; and a million test rows still complete (their time is `bench/bootstrap.py`'s to measure, not a test's)."""
+with ties; and a million test rows still complete (their time is `bench/bootstrap.py`'s to measure, not a test's).
+From `DRAWN_ROWS` (100,000) rows, when the distinct rows are few, each resample's counts are drawn directly
+(`multinomial_counts`, one stream per resample): the tests below hold their distribution to the ordinary bootstrap's,
+the intervals at 200,000 rows to those of scipy's draws within Monte-Carlo error, and the counts to the same on any
+number of threads."""
 import warnings
 import numpy as np, pandas as pd, pytest
 from scipy import stats
-from mlnb.evaluate import (CI_METRICS, FAST_METRICS, GATE_METRIC, distinct_rows, flat_arrays, metric_intervals, model_output, paired_difference,
-                           resample_counts, slice_labels, slice_table)
+import mlnb.evaluate as ev
+from mlnb.evaluate import (CI_METRICS, FAST_METRICS, GATE_METRIC, distinct_rows, flat_arrays, metric_intervals, model_output, multinomial_counts,
+                           paired_difference, resample_counts, slice_labels, slice_table)
 from mlnb.ingest import read_table
 from mlnb.prepare import normalise_missing, split
 from mlnb.registry import LOWER_IS_BETTER
@@ -213,3 +218,49 @@ def test_a_million_test_rows_complete():
     assert (t.high - t.low).max() < 0.01                                         # a million rows: narrow
     d = paired_difference(y, p, q, info, 'roc_auc', seed=42)
     assert d['n'] == n and d['undefined'] == 0 and 0 < d['low'] <= d['difference'] <= d['high'], d
+
+# ---- from DRAWN_ROWS rows: each resample's counts per distinct row drawn directly, from its own stream ----
+def scores(n, seed=0):
+    "A binary task's `n` targets and two models' scores with a few thousand distinct rows (and pairs of scores), as the default data's at a million rows."
+    rng = np.random.default_rng(seed); p = np.round(rng.beta(.6, 1.6, n), 3); y = pd.Series(np.where(rng.uniform(size=n) < p, '>50K', '<=50K'))
+    return y, p, np.clip(np.round(p + rng.normal(0, .02, n), 2), 0, 1), dict(task='binary', positive='>50K', classes=['<=50K', '>50K'])
+
+def test_multinomial_counts_are_the_bootstraps_counts():
+    "Counts per distinct row drawn directly have the distribution of n rows drawn with replacement and counted: Multinomial(n, sizes/n)."
+    sizes = np.array([1, 4, 15, 40]); codes = np.repeat(np.arange(4), sizes)[np.random.default_rng(1).permutation(60)]; g = np.random.default_rng(2)
+    x = np.stack([multinomial_counts(g, codes, sizes) for _ in range(40_000)])
+    assert (x.sum(1) == 60).all() and (x >= 0).all()
+    rows = np.stack([np.bincount(codes[g.integers(0, 60, 60)], minlength=4) for _ in range(40_000)])   # the ordinary bootstrap, counted
+    for j, s in enumerate(sizes):                                                 # each count's distribution is Binomial(60, size/60)
+        pmf = stats.binom.pmf(np.arange(61), 60, s / 60)
+        assert np.abs(np.bincount(x[:, j], minlength=61) / len(x) - pmf).sum() < 0.025, j
+        assert np.abs(np.bincount(rows[:, j], minlength=61) / len(x) - pmf).sum() < 0.025, j
+    assert np.abs(np.corrcoef(x.T) - np.corrcoef(rows.T)).max() < 0.03           # and their correlations are the multinomial's
+
+def test_drawn_counts_are_the_same_on_any_number_of_threads_and_blocks():
+    n = 200_000; codes = np.random.default_rng(0).integers(0, 5000, n); calls = []
+    one = np.concatenate([w for w, in resample_counts(n, [(codes, 5000)], 60, 11, threads=1)])
+    two = np.concatenate([w for w, in resample_counts(n, [(codes, 5000)], 60, 11, cells=5000 * 7, threads=2, progress=lambda *a: calls.append(a))])
+    three = np.concatenate([w for w, in resample_counts(n, [(codes, 5000)], 60, 11, cells=5000 * 4, threads=3)])
+    assert one.shape == (60, 5000) and (one.sum(1) == n).all() and (one == two).all() and (one == three).all()
+    assert calls == [(min(60, 7 * i), 60) for i in range(1, 10)]                 # once per block of 7 resamples
+    assert not (one == np.concatenate([w for w, in resample_counts(n, [(codes, 5000)], 60, 12, threads=1)])).all()   # another seed: other counts
+
+@pytest.mark.parametrize('paired', [False, True])
+def test_drawn_counts_give_the_intervals_of_scipys_draws(paired, monkeypatch):
+    "At 200,000 rows the directly drawn counts give the intervals scipy's draws give, within Monte-Carlo error (1,000 resamples each)."
+    y, p, q, info = scores(200_000)
+    def both(f):
+        fast = f(); monkeypatch.setattr(ev, 'DRAWN_ROWS', 10**9); exact = f(); monkeypatch.undo()
+        return fast, exact
+    assert len(distinct_rows((*flat_arrays(y, p, info), *flat_arrays(y, q, info)[1:]), 'binary')[1][0]) < 200_000 // 8   # drawn directly
+    if paired:
+        fast, exact = both(lambda: paired_difference(y, p, q, info, 'roc_auc', seed=42))
+        assert fast['difference'] == exact['difference'] and fast['low'] != exact['low']
+        width = exact['high'] - exact['low']
+        assert abs(fast['low'] - exact['low']) < 0.15 * width and abs(fast['high'] - exact['high']) < 0.15 * width, (fast, exact)
+    else:
+        fast, exact = both(lambda: metric_intervals(y, p, info, seed=42))
+        assert (fast.value == exact.value).all() and (fast.low != exact.low).any()
+        width = exact.high - exact.low
+        assert ((fast.low - exact.low).abs() < 0.15 * width).all() and ((fast.high - exact.high).abs() < 0.15 * width).all(), (fast, exact)
