@@ -111,7 +111,7 @@ class ProgressDisplay:
         self.out = out or sys.stdout
         self.live = self.out.isatty() if live is None else live
         self.every = float(os.environ.get('MLNB_PROGRESS_EVERY', 10)) if every is None else every
-        self.running, self.ended, self.drawn, self.lock, self.stop = {}, set(), 0, threading.RLock(), threading.Event()   # running: stage -> [started, message, last printed]
+        self.running, self.ended, self.drawn, self.shown, self.lock, self.stop = {}, set(), 0, [], threading.RLock(), threading.Event()   # running: stage -> [started, message, last printed]
         if self.live: threading.Thread(target=self._tick, name='mlnb-progress', daemon=True).start()
 
     def update(self, stage: str, msg: dict | None = None):
@@ -135,14 +135,14 @@ class ProgressDisplay:
         "Stop redrawing and clear the live lines."
         self.stop.set()
         with self.lock:
-            if self.drawn: self._write(f'\x1b[{self.drawn}F\x1b[J'); self.drawn = 0
+            if self.drawn: self._write(f'\x1b[{self.drawn}F\x1b[J'); self.drawn, self.shown = 0, []
 
     def _draw(self, above: str | None = None):
         cols, now = max(20, shutil.get_terminal_size().columns - 1), time.monotonic()
         lines = [progress_line(n, m, now - t0)[:cols] for n, (t0, m, _) in self.running.items()]
-        if not (lines or self.drawn or above is not None): return
+        if above is None and lines == self.shown: return  # nothing changed on screen
         self._write((f'\x1b[{self.drawn}F' if self.drawn else '') + '\x1b[J' + ('' if above is None else above + '\n') + ''.join(l + '\n' for l in lines))
-        self.drawn = len(lines)
+        self.drawn, self.shown = len(lines), lines
 
     def _tick(self):
         while not self.stop.wait(1.0):

@@ -79,3 +79,10 @@ def test_mlnb_predict_says_its_batches_on_stderr_and_scores_as_one_batch(tmp_pat
     monkeypatch.setattr(mlnb.serve, 'PREDICT_BATCH', 10**6)
     assert main(['predict', '--registry', str(tmp_path/'reg'), '--model', 'adult@1', str(tmp_path/'in.csv'), str(tmp_path/'one.csv')]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'b.csv'), pd.read_csv(tmp_path/'one.csv'))   # the same scores as in one batch
+
+def test_a_dask_run_carries_the_progress_from_its_workers(tmp_path):
+    p = write_params(tmp_path/'p.yaml', {'stages': {'work': {'notebook': NB, 'params': {'steps': 3}}}})
+    r = subprocess.run([MLNB, 'run', p, '--runs-dir', tmp_path/'runs', '--no-cache', '--executor', 'dask', '--jobs', '1'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=180, env=run_env(MLNB_PROGRESS_EVERY='0'))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert '  work         running  step 3/3 · best 0.9200 · ' in r.stdout, r.stdout   # as Dask events from the worker's kernel
