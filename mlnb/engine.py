@@ -102,6 +102,7 @@ class LocalExecutor(_Executor):
         self.cwd, self.pool, self.done, self.running = Path(cwd), KernelPool(cwd, notebooks, zygote=zygote), queue.Queue(), {}
         self.on_progress = on_progress
         if on_progress: self.pool.env[FLAG] = '1'  # the stages' kernels send their progress
+        else: self.pool.env.pop(FLAG, None)  # nobody listens: not even a runner's own variable makes them
     def prepare(self, job: Job):
         "Start `job`'s kernel now, so it is warm when the job starts."
         if job.name not in self.pool.pending: self.pool.start(job.name, job.notebook)
@@ -208,6 +209,7 @@ def run_stage_task(notebook: str, output: str, params: dict, cwd: str, threads: 
     pool.env.update({k: v for k, v in env.items() if v is not None})
     for k in [k for k, v in env.items() if v is None]: pool.env.pop(k, None)  # the runner has not set it: never this worker's value
     if progress: pool.env[FLAG] = '1'
+    else: pool.env.pop(FLAG, None)
     relay = (lambda m: w.log_event(PROGRESS_TOPIC, dict(token=token, msg=m))) if progress else None
     try:
         km = pool.take(token, Path(notebook), threads); _STAGES[token] = km
