@@ -141,10 +141,10 @@ def _div(a, b):
     "a / b, NaN where b is 0."
     return np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
 
-def _cum(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    "The weight of each row of `a` (B, m) before column `idx` (0: none), for each of `idx`."
+def _cum(a: np.ndarray) -> np.ndarray:
+    "The weight of each row of `a` (B, m) before each of its columns and in all: (B, m + 1)."
     c = np.zeros((len(a), a.shape[1] + 1)); np.cumsum(a, 1, out=c[:, 1:])
-    return np.take(c, idx, 1)
+    return c
 
 def _binary(names, y, p, r, threshold):
     "The binary metrics `names` of the rows `y`, `p` (`r`: the rank of `p`), as a function of the rows' weights (B, n)."
@@ -152,12 +152,13 @@ def _binary(names, y, p, r, threshold):
     F = np.stack([np.ones(len(y)), y, yp & (y == 1), yp, yp == (y == 1), y * np.log(pc) + (1 - y) * np.log(1 - pc), (p - y) ** 2], 1)
     neg, pos = ((i := np.flatnonzero(y == v))[np.argsort(r[i], kind='stable')] for v in (0, 1))  # each class's rows, lowest score first
     rn, rp = r[neg], r[pos]; below, upto, pbelow = np.searchsorted(rn, rp, 'left'), np.searchsorted(rn, rp, 'right'), np.searchsorted(rp, rp, 'left')
+    same = (below == upto).all()  # no negative shares a positive's score
     def metrics(w):
         W, P, tp, pp, right, ll, sq = (w @ F).T; N = W - P
         if {'roc_auc', 'pr_auc'} & set(names):  # at each positive row's score: the negatives' weight below it, and at or below it
-            wp, wn = np.take(w, pos, 1), np.take(w, neg, 1); nb, nu = _cum(wn, below), _cum(wn, upto)
+            wp, cn = np.take(w, pos, 1), _cum(np.take(w, neg, 1)); nb = np.take(cn, below, 1); nu = nb if same else np.take(cn, upto, 1)
         def prec():  # the positives' share of the weight at or above each positive row's score
-            ge = P[:, None] - _cum(wp, pbelow); a = ge + N[:, None] - nb
+            ge = P[:, None] - np.take(_cum(wp), pbelow, 1); a = ge + N[:, None] - nb
             return ge / np.where(a > 0, a, 1)
         f = dict(roc_auc=lambda: _div((wp * (nb + nu)).sum(1) / 2, P * N), pr_auc=lambda: _div((wp * prec()).sum(1), P),
                  accuracy=lambda: right / W, precision=lambda: np.where(pp > 0, _div(tp, pp), 0.), recall=lambda: _div(tp, P),
