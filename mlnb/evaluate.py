@@ -216,11 +216,23 @@ def vector_metrics(info: dict, names: list, *arrays, threshold: float = 0.5, wei
 # %% ../nbs/50_evaluate.ipynb #b7d3e1a0
 DRAWN_ROWS = 100_000  # from this many rows, each resample's counts per distinct row are drawn directly (`multinomial_counts`), not row by row
 
-def multinomial_counts(rng: np.random.Generator, codes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    "How often each distinct row is drawn when the n rows (`codes`: which one each is; `sizes`: how many rows each one is) are drawn n times with replacement, Multinomial(n, sizes/n): Poisson counts, topped up with drawn rows."
-    n = len(codes); lam = sizes * max(0., 1 - 4 / np.sqrt(n))  # a total of Poisson(n - 4√n): above n once in 30,000 resamples, then drawn again
-    while (t := int((x := rng.poisson(lam)).sum())) > n: pass
-    return x + np.bincount(np.take(codes, rng.integers(0, n, n - t)), minlength=len(sizes))
+def multinomial_counts(codes: np.ndarray, k: int):
+    "A function of a random `Generator` that draws how often each of the k distinct rows is drawn when the n rows (`codes`: which one each is) are drawn n times with replacement, Multinomial(n, sizes/n): Poisson counts drawn by inverting their CDF, topped up with drawn rows."
+    n = len(codes); s, j = np.unique(np.bincount(codes, minlength=k), return_inverse=True)  # the distinct sizes: one CDF table each
+    lam = s * max(0., 1 - 4 / np.sqrt(n))  # a total of Poisson(n - 4√n): above n once in 30,000 resamples, then drawn again
+    lo = np.maximum(0, np.floor(lam - 15 * np.sqrt(lam) - 30)).astype(np.intp); size = np.ceil(lam + 15 * np.sqrt(lam) + 30).astype(np.intp) - lo  # beyond: < 1e-40
+    start = np.concatenate([[0], np.cumsum(size)]); M = 256
+    F = stats.poisson.cdf(np.concatenate([np.arange(a, a + m) for a, m in zip(lo, size)]), np.repeat(lam, size)); F[start[1:] - 1] = 1
+    G = np.concatenate([a + np.searchsorted(F[a:b], np.arange(M) / M, 'right') for a, b in zip(start, start[1:])])  # per size, where u in [m/M, (m+1)/M) starts looking
+    jM, shift = j * M, (lo - start[:-1])[j]
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        while True:
+            u = rng.random(k); x = np.take(G, jM + (u * M).astype(np.intp))  # the count is the first entry of its table above u
+            more = np.flatnonzero(np.take(F, x) <= u)
+            while len(more): x[more] += 1; more = more[np.take(F, x[more]) <= u[more]]
+            if (t := int((x := x + shift).sum())) <= n: break
+        return x + np.bincount(np.take(codes, rng.integers(0, n, n - t)), minlength=k)
+    return draw
 
 # %% ../nbs/50_evaluate.ipynb #fd302a4a
 def _interval(dist: np.ndarray, confidence: float) -> tuple:
@@ -244,13 +256,13 @@ def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0,
         threads = threads_here() if n >= PIPELINED_ROWS else 1
     (c, k), rng = codes[0], np.random.default_rng(seed)
     drawn = len(codes) == 1 and c is not None and n >= DRAWN_ROWS and k <= n // 8  # a few distinct rows: their counts drawn directly, any block on any thread
-    sizes, streams = (np.bincount(c, minlength=k), np.random.SeedSequence(seed).spawn(n_resamples)) if drawn else (None, None)
+    draw, streams = (multinomial_counts(c, k), np.random.SeedSequence(seed).spawn(n_resamples)) if drawn else (None, None)
     def count(ws, i, idx):
         for w, (c, k) in zip(ws, codes): w[i] = np.bincount(idx if c is None else np.take(c, idx), minlength=k)
     def block(s, b):
         ws, todo = [np.empty((b, k)) for _, k in codes], []
         for i in range(b):
-            if drawn: ws[0][i] = multinomial_counts(np.random.default_rng(streams[s + i]), c, sizes); continue
+            if drawn: ws[0][i] = draw(np.random.default_rng(streams[s + i])); continue
             idx = rng.integers(0, n, n)  # scipy draws (batch, n) at once: the same numbers, in the same order, in this thread
             if threads < 2: count(ws, i, idx); continue
             todo.append(pool.submit(count, ws, i, idx))  # numpy's generator lets go of the GIL while it draws: the next draw runs beside this count
