@@ -108,6 +108,10 @@ def _check_value(v, spec: dict, nullable: bool, max_chars: int = 10_000):
 
 def check_records(body, features: list, schema: dict, nullable: set | None = None, max_errors: int = 20, max_text_chars: int = 10_000) -> dict:
     "Columns (`{feature: list}`) from a JSON object or list of objects, checked against `schema`; raises `RecordError`."
+    one = body if isinstance(body, dict) else body[0] if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict) else {}  # parse_body gives one record as a list of it
+    if len(one) == 1 and (k := next(iter(one))) not in features and isinstance(v := one[k], list) and v and all(isinstance(r, dict) for r in v):
+        raise RecordError([dict(record=None, field=k, error=f"the body is an object whose only field '{k}' holds a list of objects: POST the list itself "
+                                                             "([{...}, {...}]) or one record ({...}), with the model's input columns as fields")])  # MLflow's and TF Serving's wrappers
     records = [body] if isinstance(body, dict) else body
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise RecordError([dict(record=None, field=None, error='the body must be a JSON object or a non-empty list of objects, one per record')])
