@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
 from .core import MlnbError
-from .roles import ROLES, infer_roles  # the roles are decided by prepare, on the whole table: here for the standalone demo and the checks
+from .roles import ROLES, day_first, infer_roles, parse_dates  # the roles are decided by prepare, on the whole table: here for the standalone demo and the checks
 
 # %% auto #0
 __all__ = ['MAX_NATIVE', 'SELECT', 'REDUCE', 'FEATURE_PARAMS', 'TextCleaner', 'DateParts', 'Tfidf', 'TextSvd',
@@ -39,12 +39,13 @@ class DateParts(TransformerMixin, BaseEstimator):
     "Year, month, day of week, hour and days since `reference` for each date column (missing dates stay missing)."
     def __init__(self, reference: str = '2000-01-01'): self.reference = reference
     def fit(self, X, y=None):
-        self.feature_names_in_ = np.asarray(pd.DataFrame(X).columns, dtype=object); return self
+        X = pd.DataFrame(X); self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.dayfirst_ = {str(c): day_first(X[c]) for c in X.columns}; return self  # decided once: serving reads 05/01 as training did
     def transform(self, X):
-        X, ref = pd.DataFrame(X), pd.Timestamp(self.reference)
+        X, ref, first = pd.DataFrame(X), pd.Timestamp(self.reference), getattr(self, 'dayfirst_', {})  # models fitted before it: month first
         out = {}
         for c in X.columns:
-            d = pd.to_datetime(X[c], errors='coerce', format='mixed', utc=True).dt.tz_localize(None)
+            d = parse_dates(X[c], first.get(str(c), False)).dt.tz_localize(None)
             out.update({f'{c}_year': d.dt.year, f'{c}_month': d.dt.month, f'{c}_dayofweek': d.dt.day_of_week, f'{c}_hour': d.dt.hour,
                         f'{c}_days': (d - ref).dt.days})
         return pd.DataFrame(out, index=X.index).astype(float).to_numpy()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from .core import MlnbError
-from .roles import number_columns, parse_numbers, tidy_values  # how values are read: decided in mlnb.roles, used here and by the Pipeline
+from .roles import day_first, number_columns, parse_dates, parse_numbers, tidy_values  # how values are read: decided in mlnb.roles, used here and by the Pipeline
 
 # %% auto #0
 __all__ = ['TASKS', 'RARE', 'normalise_missing', 'derive_target', 'decide_task', 'class_labels', 'decide_positive',
@@ -111,7 +111,7 @@ def split(df: pd.DataFrame, target: str, test_size: float, seed: int, task: str 
         if c and c not in df: raise MlnbError(f"prepare: split column '{c}' is not in the data")
     kind = split_kind(task, time_column, group_column)
     if kind == 'time':
-        order = pd.to_datetime(df[time_column], errors='coerce') if not pd.api.types.is_numeric_dtype(df[time_column]) else df[time_column]
+        order = parse_dates(df[time_column], day_first(df[time_column])) if not pd.api.types.is_numeric_dtype(df[time_column]) else df[time_column]  # 13/01/2020 and 05/01/2020 read alike
         if order.isna().any(): raise MlnbError(f"prepare: time_column '{time_column}' has {order.isna().sum()} values that are not dates or times")
         df = df.iloc[np.argsort(order.to_numpy(), kind='stable')]; cut = len(df) - int(np.ceil(len(df) * test_size))
         tr, te = df.iloc[:cut], df.iloc[cut:]

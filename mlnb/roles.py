@@ -10,8 +10,8 @@ import pandas as pd
 from .core import MlnbError
 
 # %% auto #0
-__all__ = ['ROLES', 'ID_NAME', 'CAMEL_ID', 'NESTED', 'NUMBER', 'id_name', 'infer_role', 'infer_roles', 'tidy_values',
-           'parse_number', 'number_columns', 'parse_numbers']
+__all__ = ['ROLES', 'ID_NAME', 'CAMEL_ID', 'NESTED', 'NUMBER', 'id_name', 'infer_role', 'infer_roles', 'day_first', 'parse_dates',
+           'tidy_values', 'parse_number', 'number_columns', 'parse_numbers']
 
 # %% ../nbs/0d_roles.ipynb #0294b125
 ROLES = ('numeric', 'categorical', 'text', 'datetime', 'id')
@@ -73,6 +73,23 @@ def infer_roles(X: pd.DataFrame, roles: dict | None = None, drop: list | None = 
         elif c in roles: rows.append((c, roles[c], 'set in `roles`'))
         else: rows.append((c, *infer_role(X[c], max_int_levels)))
     return pd.DataFrame(rows, columns=['column', 'role', 'reason'])
+
+# %% ../nbs/0d_roles.ipynb #cd2d358c
+_DMY = r'^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b'  # 05/01/2020, 5.1.20, 05-01-2020: not ISO's year first
+
+def day_first(col) -> bool:
+    "Do the column's day/month/year dates put the day first? True when a value's first number is over 12 and no value's second is."
+    m = pd.Series(col).dropna().astype(str).str.extract(_DMY).dropna().astype(int)
+    return bool(len(m) and (m[0] > 12).any() and not (m[1] > 12).any())
+
+def parse_dates(col, dayfirst: bool = False) -> pd.Series:
+    "The column as UTC timestamps (what does not parse: NaT), its day/month/year values read day first when `dayfirst`."
+    s = pd.Series(col)
+    d = pd.to_datetime(s, errors='coerce', format='mixed', utc=True)
+    if dayfirst and (dmy := s.astype(str).str.match(_DMY) & s.notna()).any():  # only those: dateutil would read ISO 2020-01-05 as May 1 too
+        d[dmy] = pd.to_datetime(s[dmy], errors='coerce', format='mixed', dayfirst=True, utc=True)
+    return d
+
 
 # %% ../nbs/0d_roles.ipynb #9a15e127
 NESTED = (dict, list, tuple, np.ndarray)  # values a JSON or Parquet file can nest in a cell
