@@ -141,6 +141,11 @@ def _div(a, b):
     "a / b, NaN where b is 0."
     return np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
 
+def _columns(idx: np.ndarray):
+    "A function taking the columns `idx` of a (B, n) array: a view when they are a run of consecutive columns."
+    if len(idx) and (idx == np.arange(idx[0], idx[0] + len(idx))).all(): return lambda w: w[:, idx[0]:idx[0] + len(idx)]
+    return lambda w: np.take(w, idx, 1)
+
 def _cum(a: np.ndarray) -> np.ndarray:
     "The weight of each row of `a` (B, m) before each of its columns and in all: (B, m + 1)."
     c = np.zeros((len(a), a.shape[1] + 1)); np.cumsum(a, 1, out=c[:, 1:])
@@ -149,14 +154,16 @@ def _cum(a: np.ndarray) -> np.ndarray:
 def _binary(names, y, p, r, threshold):
     "The binary metrics `names` of the rows `y`, `p` (`r`: the rank of `p`), as a function of the rows' weights (B, n)."
     yp, pc = p >= threshold, np.clip(p, 1e-15, 1 - 1e-15)
-    F = np.stack([np.ones(len(y)), y, yp & (y == 1), yp, yp == (y == 1), y * np.log(pc) + (1 - y) * np.log(1 - pc), (p - y) ** 2], 1)
-    neg, pos = ((i := np.flatnonzero(y == v))[np.argsort(r[i], kind='stable')] for v in (0, 1))  # each class's rows, lowest score first
+    F = np.stack([np.ones(len(y)), y, yp & (y == 1), yp, yp == (y == 1), y * np.log(pc) + (1 - y) * np.log(1 - pc), (p - y) ** 2])
+    rs = r.astype(np.uint16) if len(r) and r.max() < 2**16 else r  # (sorted by radix)
+    neg, pos = ((i := np.flatnonzero(y == v))[np.argsort(rs[i], kind='stable')] for v in (0, 1))  # each class's rows, lowest score first
+    negs, poss = _columns(neg), _columns(pos)
     rn, rp = r[neg], r[pos]; below, upto, pbelow = np.searchsorted(rn, rp, 'left'), np.searchsorted(rn, rp, 'right'), np.searchsorted(rp, rp, 'left')
     same = (below == upto).all()  # no negative shares a positive's score
     def metrics(w):
-        W, P, tp, pp, right, ll, sq = (w @ F).T; N = W - P
+        W, P, tp, pp, right, ll, sq = F @ w.T; N = W - P
         if {'roc_auc', 'pr_auc'} & set(names):  # at each positive row's score: the negatives' weight below it, and at or below it
-            wp, cn = np.take(w, pos, 1), _cum(np.take(w, neg, 1)); nb = np.take(cn, below, 1); nu = nb if same else np.take(cn, upto, 1)
+            wp, cn = poss(w), _cum(negs(w)); nb = np.take(cn, below, 1); nu = nb if same else np.take(cn, upto, 1)
         def prec():  # the positives' share of the weight at or above each positive row's score
             ge = P[:, None] - np.take(_cum(wp), pbelow, 1); a = ge + N[:, None] - nb
             return ge / np.where(a > 0, a, 1)
