@@ -21,8 +21,8 @@ def as_dates(col: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
         raise MlnbError(f"chunks: column '{name}' holds numbers ({col.dtype}), not dates; chunk by a column of dates or date text such as '2024-03-05'")
     if not pd.api.types.is_datetime64_any_dtype(col):
-        try: d = pd.to_datetime(col, errors='coerce', format='mixed')
-        except (ValueError, TypeError): d = pd.to_datetime(col, errors='coerce', format='mixed', utc=True)   # offsets that differ between rows
+        from mlnb.roles import day_first, parse_dates
+        d = parse_dates(col, day_first(col), utc=False)  # local wall time; 05/01 and 13/01 read alike
     else: d = col
     if (bad := col.notna() & d.isna()).any():
         raise MlnbError(f"chunks: column '{name}' has {int(bad.sum()):,} value(s) that do not read as dates, such as {list(col[bad].astype(str).unique()[:3])}")

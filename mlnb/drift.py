@@ -71,7 +71,8 @@ def word_stats(texts, words=None, known=None) -> tuple[np.ndarray, float]:
 
 def date_days(col) -> pd.Series:
     "Days since 1970-01-01 of each value of `col` read as a date or time (missing or unparseable: missing)."
-    d = pd.to_datetime(pd.Series(col), errors='coerce', format='mixed', utc=True)
+    from mlnb.roles import day_first, parse_dates
+    d = parse_dates(col := pd.Series(col), day_first(col))
     return (d - pd.Timestamp('1970-01-01', tz='UTC')) / pd.Timedelta(days=1)
 
 # %% ../nbs/08_drift.ipynb #e83a1b5d

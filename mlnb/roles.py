@@ -82,12 +82,17 @@ def day_first(col) -> bool:
     m = pd.Series(col).dropna().astype(str).str.extract(_DMY).dropna().astype(int)
     return bool(len(m) and (m[0] > 12).any() and not (m[1] > 12).any())
 
-def parse_dates(col, dayfirst: bool = False) -> pd.Series:
-    "The column as UTC timestamps (what does not parse: NaT), its day/month/year values read day first when `dayfirst`."
+def parse_dates(col, dayfirst: bool = False, utc: bool = True) -> pd.Series:
+    "The column as timestamps (what does not parse: NaT), its day/month/year values read day first when `dayfirst`; in UTC, or (`utc=False`) in local wall time when the offsets agree."
     s = pd.Series(col)
-    d = pd.to_datetime(s, errors='coerce', format='mixed', utc=True)
+    def read(v, **kw):
+        if not utc:
+            try: return pd.to_datetime(v, errors='coerce', format='mixed', **kw)
+            except (ValueError, TypeError): pass  # offsets that differ between rows
+        return pd.to_datetime(v, errors='coerce', format='mixed', utc=True, **kw)
+    d = read(s)
     if dayfirst and (dmy := s.astype(str).str.match(_DMY) & s.notna()).any():  # only those: dateutil would read ISO 2020-01-05 as May 1 too
-        d[dmy] = pd.to_datetime(s[dmy], errors='coerce', format='mixed', dayfirst=True, utc=True)
+        d[dmy] = read(s[dmy], dayfirst=True)
     return d
 
 
