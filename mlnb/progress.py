@@ -64,12 +64,13 @@ def _send():
 
 # %% ../nbs/0m_progress.ipynb #03c5b37c
 def progress_done(part: str) -> None:
-    "End `part` and the parts inside it: its loop is over (where it got to is sent first, if it was not)."
-    if _S.sink is None or _S.sink is _drop: return
-    if part in _S.parts: _send()
+    "End `part` and the parts inside it: its loop is over (where it got to is sent first, if it was not; then, if it was the outermost, that nothing runs)."
+    if _S.sink is None or _S.sink is _drop or part not in _S.parts: return
+    _send()
     with _S.lock:
         keys = list(_S.parts)
         if part in keys: _cut(keys[keys.index(part):])
+    if not _S.parts: _send()  # the stage's line stops showing the loop that ended (a final fit follows its folds)
 
 def track(items, part: str, total: int | None = None, **info):
     "Yield from `items`, saying after each one how many `part`s are done (`total`: `len(items)` when it has one)."
@@ -122,7 +123,7 @@ class ProgressDisplay:
             now = time.monotonic(); st = self.running.setdefault(stage, [now, None, now])
             if msg: st[1] = msg
             if self.live: self._draw()
-            elif msg and now - st[2] >= self.every: st[2] = now; self._write(progress_line(stage, msg, now - st[0]) + '\n')
+            elif msg and msg.get('parts') and now - st[2] >= self.every: st[2] = now; self._write(progress_line(stage, msg, now - st[0]) + '\n')
 
     def end(self, stage: str, line: str | None = None):
         "Stage `stage` ended: its final `line` (if any), above the live lines."

@@ -18,8 +18,8 @@ def test_lines_read_as_the_issue_shows_them():
         for t in track(range(3), 'trial'):
             for f in track(range(5), 'fold'): pass
             progress('trial', t + 1, 3, best=0.9)
-    assert got[-1] == dict(parts=[['trial', 3, 3]], info={'best': 0.9}), got
-    assert all(m['parts'][0][0] == 'trial' for m in got) and len(got) < 15, got   # outer loop first; at most 5 a second, the ends always
+    assert got[-2:] == [dict(parts=[['trial', 3, 3]], info={'best': 0.9}), dict(parts=[], info={})], got   # then: the loop is over
+    assert all(m['parts'][0][0] == 'trial' for m in got[:-1]) and len(got) < 15, got   # outer loop first; at most 5 a second, the ends always
     buf = io.StringIO(); d = ProgressDisplay(buf, live=False, every=3600)
     d.update('train'); d.update('train', dict(parts=[['fold', 1, 5]])); d.end('train', '  train        ok')
     assert buf.getvalue() == '  train        ok\n'   # a plain log: nothing sooner than `every` seconds, then the final line
