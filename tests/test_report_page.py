@@ -1,12 +1,14 @@
 """The pages a person opens after a run (issue 23, items 2 and 7): `report.html` of the small run and the evaluate
 stage's HTML. Always: parsed with html.parser, every image and link must resolve on disk (or be a data: URI), and the
 evaluate page must fold its library code before its first output. With Debian's chromium (`bash tests/install-chromium.sh`):
-the same pages rendered in headless Chromium, whose DOM is checked the same way and whose images must have loaded."""
-import json, os, re, shutil, subprocess, tempfile
+the same pages rendered in headless Chromium, whose DOM is checked the same way and whose images must have loaded; with
+`MLNB_SCREENSHOTS=docs` (item 8) its screenshot of report.html is kept as docs/report-index.png for the README."""
+import io, json, os, re, subprocess, tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 import pytest
+from conftest import ROOT
 
 CHROMIUM = '/usr/bin/chromium'
 NO_CHROMIUM = f'{CHROMIUM} is not installed: run `bash tests/install-chromium.sh` (it apt-get installs Debian\'s chromium)'
@@ -70,6 +72,15 @@ def chromium(*args, timeout=60) -> subprocess.CompletedProcess:
         return subprocess.run([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', f'--user-data-dir={prof}', *args],
                               capture_output=True, text=True, timeout=timeout)
 
+def keep_screenshot(png: bytes, name: str, limit: int = 150_000):
+    "Item 8: with `MLNB_SCREENSHOTS=DIR` (relative to the project), keep a browser's screenshot as DIR/name for the README, in 256 colours (Pillow) and under `limit` bytes."
+    if not (out := os.environ.get('MLNB_SCREENSHOTS')): return None
+    from PIL import Image
+    buf = io.BytesIO(); Image.open(io.BytesIO(png)).convert('RGB').quantize(256).save(buf, 'PNG', optimize=True)
+    assert len(buf.getvalue()) < limit, f'{name}: {len(buf.getvalue()):,} bytes after quantizing, over {limit:,}'
+    dest = ROOT/out/name; tmp = dest.with_name(f'.{name}.tmp'); tmp.write_bytes(buf.getvalue()); tmp.replace(dest)
+    return dest
+
 PROBE = '''<!doctype html><meta charset="utf-8"><iframe id="f" src="{src}" width="1200" height="900"></iframe><script>
 document.getElementById('f').onload = () => {{ const d = document.getElementById('f').contentDocument, out = document.createElement('pre');
   out.id = 'probe'; out.textContent = JSON.stringify([...d.images].map(i => [i.src, i.complete && i.naturalWidth > 0]));
@@ -91,4 +102,4 @@ def test_pages_in_headless_chromium(run_dir, tmp_path):
     shot = tmp_path/'index.png'
     r = chromium(f'--screenshot={shot}', '--window-size=1200,900', (run_dir/'report.html').as_uri())
     assert shot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', r.stderr[-2000:]
-    if out := os.environ.get('MLNB_SCREENSHOTS'): shutil.copy(shot, Path(out)/'report-index.png')  # item 8: the README's picture
+    keep_screenshot(shot.read_bytes(), 'report-index.png')
