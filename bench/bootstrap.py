@@ -5,7 +5,7 @@ measured with the counts as weights: what runs below `DRAWN_ROWS` rows), and the
 (each resample's counts per distinct row drawn directly, `multinomial_counts`, one stream per resample), on the same
 rows, with the same seed.
 
-    OMP_NUM_THREADS=1 python bench/bootstrap.py [--rows 1000000] [--resamples 1000] [--skip-old] [--skip-scipy] [--repeat 3]
+    OMP_NUM_THREADS=1 python bench/bootstrap.py [--rows 1000000] [--resamples 1000] [--skip-old] [--skip-scipy] [--repeat 3] [--data FILE]
 
 The thread budget is the stage's: `OMP_NUM_THREADS` (2 lets the next resamples be drawn while one is measured).
 The rows are the default data as bench/scale.py makes a million of them (Adult written over and over, `fnlwgt`
@@ -55,15 +55,20 @@ def main(a):
     from mlnb.train import threads_here
     print(f'machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, OMP_NUM_THREADS={os.environ["OMP_NUM_THREADS"]} '
           f'(threads: {threads_here()}), load average {os.getloadavg()[0]:.1f}')
-    y, p_new, p_prod, info = data(a.rows)
+    if a.data and Path(a.data).exists():   # the scores of an earlier call (fitting the two models takes a minute)
+        z = np.load(a.data); y, p_new, p_prod = pd.Series(np.where(z['y'], '>50K', '<=50K')), z['p_new'], z['p_prod']
+        info = dict(task='binary', target='income', classes=['<=50K', '>50K'], positive='>50K')
+    else:
+        y, p_new, p_prod, info = data(a.rows)
+        if a.data: np.savez(a.data, y=(y == '>50K').to_numpy(), p_new=p_new, p_prod=p_prod)
     fa, fb = flat_arrays(y, p_new, info), flat_arrays(y, p_prod, info)
     codes, rows = distinct_rows(fa, 'binary'); k2 = len(distinct_rows((*fa, *fb[1:]), 'binary')[1][0])
     print(f'data: {len(y):,} test rows, {len(np.unique(p_new)):,} and {len(np.unique(p_prod)):,} distinct scores; distinct rows: {len(rows[0]):,} '
           f'(target, score), {k2:,} (target, both scores); {a.resamples} resamples; memory so far {peak():.2f} GiB', flush=True)
     def draw(rng=np.random.default_rng(0)):
         for _ in range(a.resamples): rng.integers(0, len(y), len(y))
-    def drawn(sizes=np.bincount(codes), rng=np.random.default_rng(0)):
-        for _ in range(a.resamples): multinomial_counts(rng, codes, sizes)
+    def drawn(draw=multinomial_counts(codes, len(rows[0])), streams=np.random.SeedSequence(0).spawn(a.resamples)):
+        for s in streams: draw(np.random.default_rng(s))
     print(f'the random numbers alone: {timed(draw, 1)[0]:.1f} s as scipy draws them ({len(y):,} row numbers per resample), '
           f'{timed(drawn, 1)[0]:.1f} s as counts per distinct row (multinomial_counts)', flush=True)
     def scipys(f):  # the current implementation on scipy's draws, as it runs below DRAWN_ROWS rows
@@ -105,4 +110,5 @@ if __name__ == '__main__':
     ap.add_argument('--skip-old', action='store_true', help='without the old implementation (it needs ~15 GB and minutes)')
     ap.add_argument('--skip-scipy', action='store_true', help="without the current implementation on scipy's draws")
     ap.add_argument('--repeat', type=int, default=1, help='calls per side; the least time is printed')
+    ap.add_argument('--data', help='an .npz file keeping the targets and scores between calls (made when missing)')
     main(ap.parse_args())

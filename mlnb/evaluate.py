@@ -307,7 +307,10 @@ def bootstrap(parts: list, statistic, n_resamples: int = 1000, seed: int = 0, co
     else:  # the parts' rows together are mostly distinct: each part counted on its own rows, in its own order
         each = [distinct_rows(p, task) for p in parts]
         stat, counted, measure = statistic(*(r for _, r in each)), [(c, len(r[0])) for c, r in each], lambda ws: stat(*ws)
-    dist = np.concatenate([np.atleast_2d(measure(ws)) for ws in resample_counts(n, counted, n_resamples, seed, progress=progress)], -1)
+    from contextlib import nullcontext
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, 'blas') if n >= PIPELINED_ROWS else nullcontext():  # the stage's threads draw and count: BLAS's own would spin against them
+        dist = np.concatenate([np.atleast_2d(measure(ws)) for ws in resample_counts(n, counted, n_resamples, seed, progress=progress)], -1)
     return *_interval(dist, confidence), np.isnan(dist).sum(-1)
 
 def metric_intervals(y_true, out: np.ndarray, info: dict, names: list | None = None, threshold: float = 0.5, n_resamples: int = 1000,
