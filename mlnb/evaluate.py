@@ -230,14 +230,16 @@ def multinomial_counts(codes: np.ndarray, k: int):
     lo = np.maximum(0, np.floor(lam - 15 * np.sqrt(lam) - 30)).astype(np.intp); size = np.ceil(lam + 15 * np.sqrt(lam) + 30).astype(np.intp) - lo  # beyond: < 1e-40
     start = np.concatenate([[0], np.cumsum(size)]); M = 256
     F = stats.poisson.cdf(np.concatenate([np.arange(a, a + m) for a, m in zip(lo, size)]), np.repeat(lam, size)); F[start[1:] - 1] = 1
-    G = np.concatenate([a + np.searchsorted(F[a:b], np.arange(M) / M, 'right') for a, b in zip(start, start[1:])])  # per size, where u in [m/M, (m+1)/M) starts looking
-    jM, shift = j * M, (lo - start[:-1])[j]
+    G = np.concatenate([a + np.minimum(np.searchsorted(F[a:b], np.arange(M + 1) / M, 'right'), b - a - 1) for a, b in zip(start, start[1:])])
+    jM, shift = j * (M + 1), (lo - start[:-1])[j]  # per size, G[m] and G[m + 1]: where the count of u in [m/M, (m+1)/M) lies
     def draw(rng: np.random.Generator) -> np.ndarray:
         while True:
-            u = rng.random(k); x = np.take(G, jM + (u * M).astype(np.intp))  # the count is the first entry of its table above u
-            more = np.flatnonzero(np.take(F, x) <= u)
-            while len(more): x[more] += 1; more = more[np.take(F, x[more]) <= u[more]]
-            if (t := int((x := x + shift).sum())) <= n: break
+            u = rng.random(k); m = jM + (u * M).astype(np.intp); a, b = np.take(G, m), np.take(G, m + 1)  # the count: the first entry above u, in [a, b]
+            act = np.flatnonzero(a < b)
+            while len(act):  # bisect the few buckets that hold more than one entry
+                mid = (a[act] + b[act]) // 2; above = np.take(F, mid) > u[act]
+                b[act[above]] = mid[above]; a[act[~above]] = mid[~above] + 1; act = act[a[act] < b[act]]
+            if (t := int((x := a + shift).sum())) <= n: break
         return x + np.bincount(np.take(codes, rng.integers(0, n, n - t)), minlength=k)
     return draw
 
