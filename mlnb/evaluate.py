@@ -180,7 +180,7 @@ def _multiclass(names, y, pred, p_true, k):
         (W, nll), conf = (w @ F).T, _counts(code, k * k, w).reshape(-1, k, k)  # the weighted confusion matrix: true class down, predicted across
         tp, true, pr = np.diagonal(conf, axis1=1, axis2=2), conf.sum(2), conf.sum(1)
         f1, seen = np.nan_to_num(_div(2 * tp, true + pr)), (true + pr) > 0  # sklearn averages over the classes present in y or the predictions
-        f = dict(accuracy=lambda: tp.sum(1) / W, balanced_accuracy=lambda: np.nanmean(np.where(true > 0, _div(tp, true), np.nan), 1),
+        f = dict(accuracy=lambda: tp.sum(1) / W, balanced_accuracy=lambda: np.where(true > 0, _div(tp, true), 0.).sum(1) / (true > 0).sum(1),  # the mean over the classes with rows
                  f1_macro=lambda: (f1 * seen).sum(1) / seen.sum(1), f1_weighted=lambda: _div((f1 * true).sum(1), true.sum(1)), log_loss=lambda: nll / W)
         return [f[m]() for m in names]
     return metrics
@@ -209,8 +209,7 @@ def weighted_metrics(info: dict, names: list, *arrays, threshold: float = 0.5):
     if bad := [m for m in names if m not in FAST_METRICS[task]]: raise MlnbError(f"evaluate: no interval for {bad}; a {task} task has them for {FAST_METRICS[task]}")
     f = _binary(names, *a, threshold) if task == 'binary' else _multiclass(names, *a, len(info['classes'])) if task == 'multiclass' else _regression(names, *a)
     def metrics(w):
-        with np.errstate(divide='ignore', invalid='ignore'), warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)  # the mean of no classes: NaN, as it should be
+        with np.errstate(divide='ignore', invalid='ignore'):  # 0/0: NaN, as it should be (errstate, unlike warnings filters, holds for this thread only)
             return np.stack([np.asarray(v, dtype=float) for v in f(np.asarray(w, dtype=float))])
     return metrics
 
@@ -256,8 +255,8 @@ def _interval(dist: np.ndarray, confidence: float) -> tuple:
 
 PIPELINED_ROWS = 100_000  # from this many rows, counting a resample overlaps drawing the next (when the stage has two threads)
 
-def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21, threads: int | None = None, progress=None):
-    "Blocks of counts, for each `(codes, k)` of `codes` a (B, k) array: how often each of B paired bootstrap resamples of `n` rows drew a row of each code (codes None: each row itself, k = n): the rows `scipy.stats.bootstrap` draws with `rng=np.random.default_rng(seed)`, or from `DRAWN_ROWS` rows with one code of at most n/8 values, `multinomial_counts` from resample i's own stream `SeedSequence(seed).spawn(n_resamples)[i]`. Calls `progress(done, n_resamples)` after each block."
+def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0, cells: int = 2**21, threads: int | None = None, progress=None, measure=None):
+    "Blocks of counts, for each `(codes, k)` of `codes` a (B, k) array: how often each of B paired bootstrap resamples of `n` rows drew a row of each code (codes None: each row itself, k = n): the rows `scipy.stats.bootstrap` draws with `rng=np.random.default_rng(seed)`, or from `DRAWN_ROWS` rows with one code of at most n/8 values, `multinomial_counts` from resample i's own stream `SeedSequence(seed).spawn(n_resamples)[i]`; `measure(counts)` of each block instead, when given (on the thread that drew it). Calls `progress(done, n_resamples)` after each block."
     from concurrent.futures import ThreadPoolExecutor
     B = max(1, min(n_resamples, cells // sum(k for _, k in codes))); blocks = [(s, min(B, n_resamples - s)) for s in range(0, n_resamples, B)]
     if threads is None:
@@ -277,10 +276,10 @@ def resample_counts(n: int, codes: list, n_resamples: int = 1000, seed: int = 0,
             todo.append(pool.submit(count, ws, i, idx))  # numpy's generator lets go of the GIL while it draws: the next draw runs beside this count
             if len(todo) > 2: todo.pop(0).result()  # at most three draws held at once
         for f in todo: f.result()
-        return ws
+        return ws if measure is None else measure(ws)
     with ThreadPoolExecutor(max(1, threads)) as pool:
         ahead = [pool.submit(block, *blocks[j]) for j in range(min(threads, len(blocks)))] if drawn and threads > 1 else None
-        for j, (s, b) in enumerate(blocks):  # drawn directly, with threads: the next blocks are drawn while this one is measured
+        for j, (s, b) in enumerate(blocks):  # drawn directly, with threads: each thread draws and measures a block
             if ahead is not None:
                 ws = ahead.pop(0).result()
                 if j + threads < len(blocks): ahead.append(pool.submit(block, *blocks[j + threads]))
@@ -312,7 +311,7 @@ def bootstrap(parts: list, statistic, n_resamples: int = 1000, seed: int = 0, co
     from contextlib import nullcontext
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1, 'blas') if n >= PIPELINED_ROWS else nullcontext():  # the stage's threads draw and count: BLAS's own would spin against them
-        dist = np.concatenate([np.atleast_2d(measure(ws)) for ws in resample_counts(n, counted, n_resamples, seed, progress=progress)], -1)
+        dist = np.concatenate([np.atleast_2d(d) for d in resample_counts(n, counted, n_resamples, seed, progress=progress, measure=measure)], -1)
     return *_interval(dist, confidence), np.isnan(dist).sum(-1)
 
 def metric_intervals(y_true, out: np.ndarray, info: dict, names: list | None = None, threshold: float = 0.5, n_resamples: int = 1000,

@@ -245,6 +245,8 @@ def test_drawn_counts_are_the_same_on_any_number_of_threads_and_blocks():
     three = np.concatenate([w for w, in resample_counts(n, [(codes, 5000)], 60, 11, cells=5000 * 4, threads=3)])
     assert one.shape == (60, 5000) and (one.sum(1) == n).all() and (one == two).all() and (one == three).all()
     assert calls == [(min(60, 7 * i), 60) for i in range(1, 10)]                 # once per block of 7 resamples
+    totals = lambda t: np.concatenate(list(resample_counts(n, [(codes, 5000)], 60, 11, cells=5000 * 7, threads=t, measure=lambda ws: ws[0] @ np.arange(5000.))))
+    assert (totals(2) == one @ np.arange(5000.)).all() and (totals(1) == totals(2)).all()   # measured on the drawing threads, in order
     assert not (one == np.concatenate([w for w, in resample_counts(n, [(codes, 5000)], 60, 12, threads=1)])).all()   # another seed: other counts
 
 @pytest.mark.parametrize('paired', [False, True])
