@@ -100,7 +100,7 @@ class LocalExecutor(_Executor):
     def __init__(self, cwd: Path, notebooks=(), zygote: Zygote | bool = True, on_progress=None):
         "`on_progress(stage, message)`: called with each progress message of a running stage (from that stage's thread)."
         self.cwd, self.pool, self.done, self.running = Path(cwd), KernelPool(cwd, notebooks, zygote=zygote), queue.Queue(), {}
-        self.on_progress = on_progress
+        self.on_progress, self.active = on_progress, set()  # active: stages started and not ended, their kernels ready or not
         if on_progress: self.pool.env[FLAG] = '1'  # the stages' kernels send their progress
         else: self.pool.env.pop(FLAG, None)  # nobody listens: not even a runner's own variable makes them
     def prepare(self, job: Job):
@@ -108,7 +108,7 @@ class LocalExecutor(_Executor):
         if job.name not in self.pool.pending: self.pool.start(job.name, job.notebook)
     def start(self, job: Job, threads: int | None = None):
         "Start `job` and return; `threads`: its thread budget (applied with threadpoolctl in its kernel)."
-        kernel = self.pool.claim(job.name, job.notebook)
+        kernel = self.pool.claim(job.name, job.notebook); self.active.add(job.name)
         def work():
             err, km = None, None
             try:
@@ -119,16 +119,20 @@ class LocalExecutor(_Executor):
             except BaseException as e: err = e
             finally:
                 if km is not None: self.pool.stop(km)
-                self.running.pop(job.name, None); self.done.put((job, err))
+                self.running.pop(job.name, None); self.active.discard(job.name); self.done.put((job, err))
         threading.Thread(target=work, name=f'mlnb-{job.name}', daemon=True).start()
     def interrupt(self, grace: float = 10):
-        "Interrupt every running stage's kernel (Ctrl-C) and give their notebooks `grace` seconds to be written."
-        for km in list(self.running.values()):
-            if (proc := getattr(km.provisioner, 'process', None)) is not None: proc.send_signal(signal.SIGINT)
-        self._drain(grace)
+        "Interrupt every started stage's kernel (Ctrl-C), again each second until its notebook is written, for at most `grace` seconds: a kernel still booting, or between two cells, ignores a Ctrl-C."
+        end = time.monotonic() + grace
+        while self.active and time.monotonic() < end:
+            for km in list(self.running.values()):
+                try: (proc := getattr(km.provisioner, 'process', None)) is not None and proc.send_signal(signal.SIGINT)
+                except (ProcessLookupError, OSError): pass  # it has just ended
+            t = time.monotonic() + 1  # long enough for an interrupted cell's error to be written before the next one
+            while self.active and time.monotonic() < min(t, end): time.sleep(0.02)
     def close(self):
         "Interrupt what still runs, then end the kernels and the zygote."
-        if self.running: self.interrupt()
+        if self.active: self.interrupt()
         self.pool.close()
 
 
