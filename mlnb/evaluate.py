@@ -11,7 +11,9 @@ import pandas as pd
 from scipy import stats
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
+from functools import partial
 from .core import MlnbError
+from .progress import progress as report_progress, progress_done, track  # the runner's line: resamples and slice columns
 from .registry import LOWER_IS_BETTER
 
 # %% auto #0
@@ -320,7 +322,9 @@ def metric_intervals(y_true, out: np.ndarray, info: dict, names: list | None = N
     names = list(names or CI_METRICS[info['task']]); arrays = flat_arrays(y_true, out, info)
     value = vector_metrics(info, names, *arrays, threshold=threshold)
     if len(arrays[0]) < 2 or np.isnan(value).all(): lo, hi, undef = np.full(len(names), np.nan), np.full(len(names), np.nan), np.full(len(names), n_resamples)
-    else: lo, hi, undef = bootstrap([arrays], lambda rows: weighted_metrics(info, names, *rows, threshold=threshold), n_resamples, seed, confidence, info['task'])
+    else:
+        lo, hi, undef = bootstrap([arrays], lambda rows: weighted_metrics(info, names, *rows, threshold=threshold), n_resamples, seed, confidence, info['task'], partial(report_progress, 'resample'))
+        progress_done('resample')
     return pd.DataFrame({'value': value, 'low': lo, 'high': hi, 'undefined': np.asarray(undef, dtype=int)}, index=pd.Index(names, name='metric'))
 
 def fmt_ci(value: float, low: float, high: float, digits: int = 3) -> str:
@@ -357,9 +361,9 @@ def slice_table(y_true, out: np.ndarray, info: dict, labels: pd.DataFrame, metri
         a = [x[idx] for x in arrays]
         if info['task'] == 'binary': a[2] = np.unique(a[1], return_inverse=True)[1].reshape(-1)  # ranks within the slice: fewer distinct scores to count
         v = float(vector_metrics(info, [metric], *a, threshold=threshold)[0])
-        return (v, np.nan, np.nan) if len(idx) < 2 or np.isnan(v) else (v, *(float(x[0]) for x in bootstrap([tuple(a)], stat, n_resamples, seed, task=info['task'])[:2]))
+        return (v, np.nan, np.nan) if len(idx) < 2 or np.isnan(v) else (v, *(float(x[0]) for x in bootstrap([tuple(a)], stat, n_resamples, seed, task=info['task'], progress=partial(report_progress, 'resample'))[:2]))
     rows = []
-    for col in labels:
+    for col in track(list(labels), 'slice column'):
         groups = pd.Series(labels[col].to_numpy()).groupby(labels[col].to_numpy(), sort=True).indices
         t = pd.DataFrame([(str(s), len(idx), *value_ci(idx)) for s, idx in groups.items()], columns=['slice', 'n', metric, 'low', 'high'])
         t = t.sort_values(metric, ascending=metric not in LOWER_IS_BETTER, na_position='last', kind='stable', ignore_index=True)
@@ -388,6 +392,7 @@ def paired_difference(y_true, out_a: np.ndarray, out_b: np.ndarray, info: dict, 
     def stat(rows_a, rows_b):  # each model's metric prepared once on its distinct rows; their difference per resample
         ma, mb = weighted_metrics(info, [metric], *rows_a, threshold=threshold_a), weighted_metrics(info, [metric], *rows_b, threshold=threshold_b)
         return lambda wa, wb: sign * (ma(wa) - mb(wb))
-    lo, hi, undef = bootstrap([fa, fb], stat, n_resamples, seed, confidence, info['task']) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
+    lo, hi, undef = bootstrap([fa, fb], stat, n_resamples, seed, confidence, info['task'], partial(report_progress, 'resample')) if len(fa[0]) > 1 else ([np.nan], [np.nan], [n_resamples])
+    progress_done('resample')
     return dict(metric=metric, a=float(va), b=float(vb), difference=float(sign * (va - vb)), low=float(lo[0]), high=float(hi[0]),
                 undefined=int(undef[0]), n=len(fa[0]), n_resamples=n_resamples, higher_is_better=sign == 1)

@@ -133,22 +133,25 @@ def test_prediction_log_sealed_per_line_with_pii_masked(tmp_path, key, monkeypat
 PII = {'race': ['White', 'Black', 'Asian-Pac-Islander', 'Amer-Indian-Eskimo'], 'gender': ['Female', 'Male']}  # 'Other' is also in relationship and occupation values
 
 def test_encrypted_run_has_no_plaintext_pii(tmp_path, key):
-    "ingest → validate → prepare of 300 rows with race and gender marked pii: no file of the run holds one of their values."
-    p = small_params(ingest={'sample_rows': 300})
+    "A whole run of 300 rows, race and gender marked pii and sliced by: no file of the run or its registry holds one of their values; key holders read the groups' names."
+    p = small_params(ingest={'sample_rows': 300}, evaluate={'min_slice_rows': 10}, deploy={'registry': str(tmp_path/'registry')})
     schema = p['stages']['validate']['params']['schema']
     for c in PII: schema[c] = {'dtype': 'str', 'pii': True}   # no isin: the allowed values would be the parameter file's
-    r = mlnb('run', write_params(tmp_path/'enc.yaml', p), '--runs-dir', tmp_path/'runs', '--until', 'prepare', '--no-cache')
+    r = mlnb('run', write_params(tmp_path/'enc.yaml', p), '--runs-dir', tmp_path/'runs', '--no-cache')
     assert r.returncode == 0, r.stdout + r.stderr
     run = next((tmp_path/'runs').glob('*/run.json')).parent
-    files = [f for f in run.rglob('*') if f.is_file()]
-    arts = [f for f in files if f.suffix == '.parquet']
-    assert len(arts) == 4 and all(is_encrypted(f) for f in arts)
+    files = [f for f in [*run.rglob('*'), *(tmp_path/'registry').rglob('*')] if f.is_file()]
+    arts = [f for f in files if f.suffix in ('.parquet', '.skops')]
+    assert len(arts) >= 8 and all(is_encrypted(f) for f in arts), [f.name for f in arts if not is_encrypted(f)]
     data = pd.read_parquet(io.BytesIO(read_bytes(run/'artifacts'/'ingest'/'data.parquet')))
     values = {v for c in PII for v in data[c].unique()}
     assert {'White', 'Male', 'Female'} <= values   # the sample holds the values looked for
     word = re.compile(rb'(?<![\w-])(' + b'|'.join(re.escape(v.encode()) for v in sorted(values - {'Other'})) + rb')(?![\w-])')
     assert {f.name: m.group().decode() for f in files if (m := word.search(f.read_bytes()))} == {}
     assert MASK in (run/'01_ingest.ipynb').read_text()   # masked where values are shown
-    man = json.loads((run/'run.json').read_text())
+    man = json.loads((run/'run.json').read_text()); ev = man['stages']['evaluate']
+    assert {r['slice'] for r in ev['glued']['slice_table'] if r['column'] == 'gender'} == {'gender group 1', 'gender group 2'}
+    groups = load_artifact(ev['artifacts']['slice_groups'], run)                   # with the key: which value each number stands for
+    assert groups[groups.column == 'gender'].set_index('group').value.to_dict() == {'gender group 1': 'Female', 'gender group 2': 'Male'}
     ref = man['stages']['ingest']['artifacts']['data']
     assert ref['sha256'] == hashlib.sha256(read_bytes(run/ref['path'])).hexdigest()   # the manifest holds plaintext hashes
