@@ -74,6 +74,7 @@ def cmd_monitor(a) -> int:
     try: extra = yaml.safe_load(Path(a.params).read_text()) if a.params else {}
     except yaml.YAMLError as e: raise MlnbError(f'monitor: --params {a.params} is not valid YAML: {e}') from None
     if not isinstance(extra, dict): raise MlnbError(f'monitor: {a.params} must be a mapping of monitor parameters')
+    a.model = open_registry(a).pick(a.model)  # none named: the registry's only model
     params = monitor_params(a, extra)
     with tempfile.TemporaryDirectory() as d:
         spec = Path(d)/'monitor.yaml'
@@ -118,7 +119,7 @@ def add_parsers(sub):
     "Add `monitor` (and `monitor history MODEL`) to the `mlnb` command's subparsers `sub`."
     mo = sub.add_parser('monitor', help='check new data against a registered model, chunk by chunk (exit 3 on an alert); `monitor history MODEL` shows past results')
     mo.set_defaults(func=cmd_monitor); add_history(mo)
-    mo.add_argument('--model', default='adult-income', help='NAME[@alias|version]')
+    mo.add_argument('--model', help="NAME[@alias|version] (default: the registry's only model)")
     mo.add_argument('--data', help='the new batch: a CSV or Parquet file'); mo.add_argument('--log', help='or the server prediction log')
     mo.add_argument('--chunk-by', metavar='COLUMN', help='cut the batch by this date column (with --period); default: the whole batch is one chunk')
     mo.add_argument('--period', choices=['week', 'month', 'quarter'], help='with --chunk-by: the period of a chunk')

@@ -17,7 +17,9 @@ def cmd_serve(a) -> int:
     from mlnb.access import env_keys, read_key_file
     if min(a.max_body_mb, a.max_records, a.max_errors, a.threads, a.max_concurrency, a.max_text_chars) <= 0:
         raise MlnbError('serve: --max-body-mb, --max-records, --max-errors, --threads, --max-concurrency and --max-text-chars must be positive')
-    serve(open_registry(a), a.model, a.host, a.port, max_concurrency=a.max_concurrency, auth=not a.no_auth,
+    if a.model and a.model_name and a.model != a.model_name: raise MlnbError(f'serve: two models named: {a.model_name} and --model {a.model}')
+    reg = open_registry(a)
+    serve(reg, reg.pick(a.model_name or a.model), a.host, a.port, max_concurrency=a.max_concurrency, auth=not a.no_auth,
           api_keys=read_keys('MLNB_API_KEYS', a.api_keys_file), admin_keys=read_keys('MLNB_ADMIN_KEYS', a.admin_keys_file),
           keys=read_key_file(a.keys_file) if a.keys_file else env_keys('MLNB_KEYS'),
           limits=Limits(a.max_body_mb, a.max_records, a.max_errors, a.threads, a.max_text_chars), strict_categories=a.strict_categories,
@@ -36,9 +38,10 @@ def cmd_predict(a) -> int:
     import sys
     from mlnb.serve import predict_file
     from mlnb.progress import ProgressDisplay, progress_to
+    reg = open_registry(a); a.model = reg.pick(a.model)
     d = ProgressDisplay(sys.stderr); d.update('predict')  # its batches on stderr: a live line in a terminal, else a line every 10 s
     try:
-        with progress_to(lambda m: d.update('predict', m)): out = predict_file(open_registry(a), a.model, a.input, a.output)
+        with progress_to(lambda m: d.update('predict', m)): out = predict_file(reg, a.model, a.input, a.output)
     finally: d.end('predict'); d.close()
     print(f"scored {len(out):,} rows with {a.model} -> {a.output}"); return 0
 
@@ -52,7 +55,8 @@ def add_parsers(sub):
                        'makes one), or the older plain lists ($MLNB_API_KEYS or --api-keys-file: score and read; $MLNB_ADMIN_KEYS or --admin-keys-file: all), '
                        'which need at least 16 characters. No key or an unknown one gets 401, a key without the scope 403; 10 unknown keys from one '
                        'client in 60 s get it 429 until they age out. SIGHUP reloads the model.'); s.set_defaults(func=cmd_serve)
-    s.add_argument('--model', default='adult-income', help='NAME[@alias|version] (default: adult-income, its production version)')
+    s.add_argument('model_name', nargs='?', metavar='MODEL', help='NAME[@alias|version], as --model')
+    s.add_argument('--model', help="NAME[@alias|version] (default: the registry's only model; a name alone: its production version)")
     s.add_argument('--host', default='127.0.0.1'); s.add_argument('--port', type=int, default=8000)
     s.add_argument('--no-auth', action='store_true', help='serve without API keys (only on a trusted network)')
     s.add_argument('--keys-file', help='YAML or JSON list of keys: id, sha256 and scopes (score, read, admin) each (default: $MLNB_KEYS)')
@@ -74,7 +78,7 @@ def add_parsers(sub):
     s.add_argument('--strict-categories', action='store_true', help='refuse (422) a category never seen in training instead of warning')
     b = sub.add_parser('predict', help='score a CSV or Parquet file in batch: a prediction column (a number for a regressor; a class and proba_<class> columns for a classifier)')
     b.set_defaults(func=cmd_predict)
-    b.add_argument('--model', default='adult-income', help='NAME[@alias|version]'); b.add_argument('input'); b.add_argument('output')
+    b.add_argument('--model', help="NAME[@alias|version] (default: the registry's only model)"); b.add_argument('input'); b.add_argument('output')
     k = sub.add_parser('key', help='make a serving key: prints it once, and its entry (id, sha256, scopes) for the keys file'); k.set_defaults(func=cmd_key)
     k.add_argument('action', choices=['new']); k.add_argument('id', help="the key's name in the keys file and the audit log")
     k.add_argument('--scope', action='append', choices=SCOPES, help='what the key may do; repeat for more (default: score)')

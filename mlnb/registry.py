@@ -172,6 +172,13 @@ class Registry:
             if not r: raise MlnbError(f"registry: model '{name}' has no {sel} version yet; name one as {name}@VERSION")
             return name, r[0]
 
+    def pick(self, spec: str | None) -> str:
+        "`spec` as given; without one, the registry's only model (its production version), or an error naming the models it holds."
+        if spec: return spec
+        with closing(self._connect()) as c: names = [r[0] for r in c.execute('select distinct name from versions order by name')]
+        if len(names) == 1: return names[0]
+        raise MlnbError(f"name the model: --model NAME[@alias|version] ({self.root} holds {', '.join(names) if names else 'no model yet: run a pipeline with a deploy stage'})")
+
     def load(self, spec: str) -> ModelVersion:
         "Load the version `spec` names from files read once and checked against the index; only its recorded, allowed types."
         name, v = self.resolve(spec); path = self.root/name/f'v{v}'

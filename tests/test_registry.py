@@ -190,3 +190,13 @@ def test_allowlist_takes_the_models_later_work_adds():
     for model, Xs, ys in cases:
         model.fit(Xs, ys)
         assert (load_model(sio.dumps(model)).predict(Xs) == model.predict(Xs)).all()
+
+def test_no_model_named_means_the_only_one(tmp_path):
+    "serve, predict and monitor without --model take the registry's only model; with several, or none, the error names what it holds."
+    from sklearn.linear_model import LogisticRegression
+    reg = Registry(tmp_path/'registry'); X = pd.DataFrame({'x': [0., 1, 2, 3]})
+    with pytest.raises(MlnbError, match='holds no model yet'): reg.pick(None)
+    reg.register('wine', LogisticRegression().fit(X, ['a', 'a', 'b', 'b']), schema={}, reference=X, metrics={})
+    assert reg.pick(None) == 'wine' and reg.pick('other@2') == 'other@2'
+    reg.register('cars', LogisticRegression().fit(X, ['a', 'a', 'b', 'b']), schema={}, reference=X, metrics={})
+    with pytest.raises(MlnbError, match=r'name the model: --model NAME\[@alias\|version\] \(.* holds cars, wine\)'): reg.pick(None)
