@@ -28,6 +28,7 @@ from .core import MlnbError
 from .features import make_preprocessor as _blocks, native_categorical
 from .prepare import normalise_missing
 from .progress import progress, progress_done, track
+from .roles import day_first, parse_dates
 
 # %% auto #0
 __all__ = ['TASKS', 'MODELS', 'ALIASES', 'IMBALANCED', 'CLASS_WEIGHTS', 'SCORING', 'LEAKAGE', 'LEAK_METRIC', 'LEAK_ORDER',
@@ -206,7 +207,7 @@ def column_values(x: pd.Series, role: str | None = None) -> np.ndarray:
     role = role or ('numeric' if x.dtype.kind in 'iufb' else 'categorical')
     if role == 'numeric': return pd.to_numeric(x, errors='coerce').to_numpy(float)
     if role == 'datetime':
-        d = x if x.dtype.kind == 'M' else pd.to_datetime(x, errors='coerce', utc=True, format='mixed')
+        d = x if x.dtype.kind == 'M' else parse_dates(x, day_first(x))  # 05/01 and 13/01 read alike, as features reads them
         return ((d - pd.Timestamp(0, tz=d.dt.tz)) / pd.Timedelta(days=1)).to_numpy(float)
     levels = x.value_counts().index
     return x.map(pd.Series(np.arange(len(levels), dtype=float), index=levels)).to_numpy(float)
