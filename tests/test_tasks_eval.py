@@ -129,11 +129,11 @@ def test_permutation_explainer_is_bounded_by_the_sample(df):
     proba = model.predict_proba
     model.predict_proba = lambda Z: seen.append(len(Z)) or proba(Z)
     p = len(pipe.named_steps['prep'].get_feature_names_out())
-    for n in (2, 4):
-        seen.clear(); explain_pipeline(pipe, X.iloc[:n], X.iloc[100:110])
-        assert 0 < sum(seen) <= n * max(500, 2 * p + 1) * 10
-        if n == 2: two = sum(seen)
-    assert abs(sum(seen) - 2 * two) < 0.1 * two   # linear in the explained rows (rows differ by a few evaluations each: 7,978 for 4 rows against 4,122 for 2)
+    for rows in ([0, 1], [0, 1, 0, 1]):  # the same two rows twice: rows differ in how many masked rows they need (7,978 for rows 0-3, 4,122 for 0-1)
+        seen.clear(); explain_pipeline(pipe, X.iloc[rows], X.iloc[100:110])
+        assert 0 < sum(seen) <= len(rows) * max(500, 2 * p + 1) * 10
+        if len(rows) == 2: two = sum(seen)
+    assert abs(sum(seen) - 2 * two) < 0.05 * two                                 # linear in the explained rows
 
 # --- the notebooks' run parts on each task, with prepare and train stood in for by one executed notebook -------------------
 
